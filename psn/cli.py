@@ -1,0 +1,250 @@
+"""`deploy_psn`: the command line. Commands stay thin and call plain functions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from psn import __version__, certs, dist, dns, genpwd, validate
+from psn.console import make_console, render_problems, summary_line
+from psn.errors import InputError, PsnError
+from psn.names import certificate_names, default_domain
+
+out = make_console()
+err = make_console(stderr=True)
+
+
+def installer_root() -> Path:
+    """The installer's directory: `$PSN_ROOT`, else the tree this package was installed from."""
+    if env := os.environ.get("PSN_ROOT"):
+        return Path(env).resolve()
+    tree = Path(__file__).resolve().parent.parent
+    return tree if (tree / "playbooks" / "site.yml").is_file() else Path.cwd()
+
+
+class State:
+    """Options of the command group, handed to every command."""
+
+    def __init__(self, root: Path, debug: bool) -> None:
+        self.root = root
+        self.debug = debug
+
+    def certs_root(self, option: Path | None) -> Path:
+        """`--certs-dir`, else `certificates/` of the installer (guide §4.2.4)."""
+        return option if option is not None else self.root / "certificates"
+
+
+pass_state = click.make_pass_decorator(State)
+certs_dir_option = click.option(
+    "--certs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding <DEFAULT_DOMAIN>/ with the certificates [default: ./certificates].",
+)
+inventory_argument = click.argument("inventory", type=click.Path(path_type=Path))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deploy_psn")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option(
+    "--skip-checksum", is_flag=True, help="Run even if installer files differ from MANIFEST.sha256."
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Installer directory (default: where deploy_psn is installed from).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, skip_checksum: bool, root: Path | None) -> None:
+    """Install and run the PSN mail suite (see README.md)."""
+    state = State(root.resolve() if root else installer_root(), debug)
+    ctx.obj = state
+    if not skip_checksum:
+        dist.verify_tree(state.root)
+
+
+def _report(problems: list, ok_message: str) -> None:
+    """Print problems; raise InputError (exit 2) when any is an error."""
+    render_problems(err, problems)
+    errors, _, summary = summary_line(problems)
+    if errors:
+        raise InputError(f"Check failed: {summary}. Nothing was changed on any server.")
+    err.print(f"[green]✓[/] {ok_message}" + (f" ({summary})" if problems else ""))
+
+
+@cli.command("validate")
+@inventory_argument
+@certs_dir_option
+@pass_state
+def validate_cmd(state: State, inventory: Path, certs_dir: Path | None) -> None:
+    """Check an inventory and its certificates; touches no server."""
+    _, problems = validate.check_installation(inventory, state.root, state.certs_root(certs_dir))
+    _report(problems, f"{inventory} and its certificates are valid")
+
+
+@cli.command("genpwd")
+@inventory_argument
+def genpwd_cmd(inventory: Path) -> None:
+    """Fill every empty password and key of INVENTORY (values already set are kept)."""
+    filled = genpwd.fill_secrets(inventory)
+    for name in filled:
+        err.print(f"  generated {name}")
+    err.print(f"[green]✓[/] {len(filled) or 'no'} values generated; {inventory} is mode 0600")
+
+
+@cli.group("certs")
+def certs_group() -> None:
+    """Create or check the TLS certificates (guide §4.2.4)."""
+
+
+@certs_group.command("self-signed")
+@click.argument("domain")
+@click.option(
+    "--domain-module",
+    default=None,
+    help="Host name template [default: from --inventory, else {service}.{domain}].",
+)
+@click.option(
+    "--inventory", type=click.Path(path_type=Path), help="Take domain_module from this inventory."
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an existing server certificate (the local CA is kept)."
+)
+@certs_dir_option
+@pass_state
+def certs_self_signed(
+    state: State,
+    domain: str,
+    domain_module: str | None,
+    inventory: Path | None,
+    force: bool,
+    certs_dir: Path | None,
+) -> None:
+    """Make a local CA and a server certificate for DOMAIN's host names."""
+    module = domain_module
+    if module is None and inventory is not None:
+        module = validate.load_inventory(inventory).domain_module or None
+    cert_dir = state.certs_root(certs_dir) / default_domain(domain)
+    written = certs.generate_self_signed(
+        cert_dir, certificate_names(domain, module or "{service}.{domain}"), force=force
+    )
+    for path in written:
+        err.print(f"  wrote {path}")
+    err.print(
+        f"[green]✓[/] self-signed certificates in {cert_dir}; clients must trust {cert_dir / certs.CA_CERT}"
+    )
+
+
+@certs_group.command("check")
+@inventory_argument
+@certs_dir_option
+@pass_state
+def certs_check(state: State, inventory: Path, certs_dir: Path | None) -> None:
+    """Check the certificates an inventory needs."""
+    inv = validate.load_inventory(inventory)
+    _report(
+        validate.certificate_problems(inv, state.certs_root(certs_dir)), "certificates are valid"
+    )
+
+
+@cli.command("dns")
+@inventory_argument
+def dns_cmd(inventory: Path) -> None:
+    """Print the DNS records the installation needs, as a BIND zone snippet."""
+    inv = validate.load_inventory(inventory)
+    blocking = [
+        p
+        for p in validate.validate_inventory(inv, Path.cwd())
+        if p.severity == "error"
+        and p.path.startswith(
+            ("all.children", "all.vars.setup.external_domain", "all.vars.setup.domain_module")
+        )
+    ]
+    if blocking:
+        _report(blocking, "")
+    out.print(dns.render_zone(inv), end="", markup=False)
+
+
+@cli.group("dist")
+def dist_group() -> None:
+    """Build the distribution archive (guide §4.1)."""
+
+
+@dist_group.command("build")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Where to write the archive and its checksums.",
+)
+@click.option(
+    "--version", "version", default=__version__, show_default=True, help="Release version."
+)
+@pass_state
+def dist_build(state: State, out_dir: Path, version: str) -> None:
+    """Write PSN_<version>.tgz with .md5, .sha256 and a manifest inside."""
+    result = dist.build_distribution(state.root, out_dir, version)
+    for path in (result.tgz, result.md5, result.sha256):
+        err.print(f"  wrote {path}")
+    err.print(f"[green]✓[/] check it with: cd {out_dir} && md5sum -c {result.md5.name}")
+
+
+@cli.command(
+    "deploy",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@inventory_argument
+@click.argument("ansible_args", nargs=-1, type=click.UNPROCESSED)
+@certs_dir_option
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write deploy_psn_<DATE>.log [default: installer directory].",
+)
+@pass_state
+def deploy_cmd(
+    state: State,
+    inventory: Path,
+    ansible_args: tuple[str, ...],
+    certs_dir: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """Install onto the servers of INVENTORY; extra arguments go to Ansible (-t proxy, --limit ...)."""
+    inv, problems = validate.check_installation(inventory, state.root, state.certs_root(certs_dir))
+    _report(problems, f"{inventory} and its certificates are valid")
+    log_path = (log_dir or state.root) / f"deploy_psn_{datetime.now():%Y-%m-%d_%H-%M-%S}.log"
+    pass  # runner wiring comes with psn.deploy
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI; typed errors become messages and exit codes, tracebacks only with --debug."""
+    try:
+        cli.main(argv, prog_name="deploy_psn", standalone_mode=False)
+    except PsnError as exc:
+        if "--debug" in argv:
+            raise
+        if exc.problems:
+            render_problems(err, exc.problems)
+        err.print(f"[red]✗ {escape(exc.title)}[/]")
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("[red]✗ interrupted[/]")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+def main() -> None:
+    """Console script `deploy_psn`."""
+    sys.exit(run(sys.argv[1:]))
