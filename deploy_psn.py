@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from psn.cli import main  # noqa: E402
+from psn.cli import main
 
 if __name__ == "__main__":
     main()

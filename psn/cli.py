@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
 from rich.markup import escape
 
-from psn import __version__, certs, dist, dns, genpwd, validate
+from psn import __version__, certs, demo, deploy, dist, dns, genpwd, validate
 from psn.console import make_console, render_problems, summary_line
 from psn.errors import InputError, PsnError
 from psn.names import certificate_names, default_domain
@@ -136,7 +135,8 @@ def certs_self_signed(
     for path in written:
         err.print(f"  wrote {path}")
     err.print(
-        f"[green]✓[/] self-signed certificates in {cert_dir}; clients must trust {cert_dir / certs.CA_CERT}"
+        f"[green]✓[/] self-signed certificates in {cert_dir}; "
+        f"clients must trust {cert_dir / certs.CA_CERT}"
     )
 
 
@@ -206,7 +206,7 @@ def dist_build(state: State, out_dir: Path, version: str) -> None:
 @click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write deploy_psn_<DATE>.log [default: installer directory].",
+    help="Where to write deploy_psn_<DATE>.log [default: the installer directory].",
 )
 @pass_state
 def deploy_cmd(
@@ -216,11 +216,23 @@ def deploy_cmd(
     certs_dir: Path | None,
     log_dir: Path | None,
 ) -> None:
-    """Install onto the servers of INVENTORY; extra arguments go to Ansible (-t proxy, --limit ...)."""
-    inv, problems = validate.check_installation(inventory, state.root, state.certs_root(certs_dir))
-    _report(problems, f"{inventory} and its certificates are valid")
-    log_path = (log_dir or state.root) / f"deploy_psn_{datetime.now():%Y-%m-%d_%H-%M-%S}.log"
-    pass  # runner wiring comes with psn.deploy
+    """Install onto the servers of INVENTORY; other arguments go to Ansible (-t proxy, ...)."""
+    deploy.deploy(
+        state.root,
+        inventory,
+        list(ansible_args),
+        certs_root=state.certs_root(certs_dir),
+        log_dir=log_dir or state.root,
+        console=err,
+    )
+
+
+@cli.command("demo")
+@click.argument("action", type=click.Choice(["up", "down"]), default="up")
+@pass_state
+def demo_cmd(state: State, action: str) -> None:
+    """Deploy (up) or remove (down) the local all-in-one demo."""
+    (demo.demo_up if action == "up" else demo.demo_down)(state.root, err)
 
 
 def run(argv: list[str]) -> int:

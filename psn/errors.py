@@ -68,3 +68,22 @@ class DeployError(PsnError):
     """An Ansible run failed on a server."""
 
     exit_code = 4
+
+
+class ImageBuildError(PsnError):
+    """Building, finding or saving a container image failed; `image` names it, `output` holds
+    the last lines of the build output."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        title: str,
+        problems: list[Problem] | None = None,
+        *,
+        image: str = "",
+        output: str = "",
+    ) -> None:
+        super().__init__(title, problems)
+        self.image = image
+        self.output = output

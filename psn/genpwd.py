@@ -98,17 +98,29 @@ def fill_secrets(path: Path) -> list[str]:
         _fill(setup, "autoconfig_auth_salt", random_secret(PASSWORD_LENGTH))
         filled.append("setup.autoconfig_auth_salt")
     if filled:
-        _write_private(path, inv.doc)
+        _write_private(path, _document_header(path.read_text("utf-8")), inv.doc)
     else:
         path.chmod(0o600)
     return filled
 
 
-def _write_private(path: Path, doc: CommentedMap) -> None:
+def _document_header(text: str) -> str:
+    """Comment lines up to and including a leading `---`, which ruamel does not round-trip."""
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if line.strip() == "---":
+            return "".join(lines[: number + 1])
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return ""
+
+
+def _write_private(path: Path, header: str, doc: CommentedMap) -> None:
     """Replace `path` atomically with a 0600 file; secrets never exist in a readable file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(header)
             yaml_round_trip().dump(doc, handle)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)

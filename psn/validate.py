@@ -126,7 +126,9 @@ def _unknown_key_problems(inv: Inventory, err: ValidationError) -> Iterator[Prob
             where = dotted(inv.group_path(key)[:-1])
             fix += f"The group `{key}` belongs under `{where}` (see inventory/hosts.yml). "
         elif key.startswith("volume_device_"):
-            fix += "volume_device_etcd* belongs to etcd hosts, volume_device_postgres* to postgres. "
+            fix += (
+                "volume_device_etcd* belongs to etcd hosts, volume_device_postgres* to postgres. "
+            )
         elif takes_ansible_vars:
             fix += "Only Ansible's own `ansible_*` variables may be set here. "
         if not fix:

@@ -19,7 +19,9 @@ TEMPLATE = ROOT / "inventory" / "hosts.yml"
 def certs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """certificates/ with a self-signed set for the template's domain."""
     root = tmp_path_factory.mktemp("certificates")
-    generate_self_signed(root / default_domain("example.com"), certificate_names("example.com", "{service}.{domain}"))
+    generate_self_signed(
+        root / default_domain("example.com"), certificate_names("example.com", "{service}.{domain}")
+    )
     return root
 
 

@@ -1,0 +1,57 @@
+"""`deploy_psn deploy`: local checks first, then the playbooks through the runner."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from psn import runner
+from psn.console import render_problems, summary_line
+from psn.errors import DeployError, InputError, Problem
+from psn.inventory import Inventory
+from psn.validate import check_installation
+
+
+def log_path_for(log_dir: Path) -> Path:
+    """`deploy_psn_<DATE>.log` (guide §4.3.1) in `log_dir`."""
+    return log_dir / f"deploy_psn_{datetime.now():%Y-%m-%d_%H-%M-%S}.log"
+
+
+def preflight(inventory: Path, root: Path, certs_root: Path) -> tuple[Inventory, list[Problem]]:
+    """Every local check; raises InputError listing all problems when any is an error.
+
+    Returns the inventory and the warnings, which do not stop a deployment.
+    """
+    inv, problems = check_installation(inventory, root, certs_root)
+    errors, _, summary = summary_line(problems)
+    if errors:
+        raise InputError(f"Check failed: {summary}. Nothing was changed on any server.", problems)
+    return inv, problems
+
+
+def deploy(
+    root: Path,
+    inventory: Path,
+    ansible_args: list[str],
+    *,
+    certs_root: Path,
+    log_dir: Path,
+    console: Console,
+) -> runner.RunSummary:
+    """Check, then run `playbooks/site.yml`; raises DeployError when the run failed."""
+    inv, warnings = preflight(inventory, root, certs_root)
+    render_problems(console, warnings)
+    summary = runner.run_playbook(
+        root,
+        inventory,
+        ansible_args,
+        secrets=inv.secret_values(),
+        log_path=log_path_for(log_dir),
+        console=console,
+    )
+    runner.render_summary(summary, console)
+    if not summary.succeeded:
+        raise DeployError(f"Deployment {summary.status}; full log: {summary.log_path}")
+    return summary

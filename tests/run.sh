@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# README's test command: lints and every test suite, on a fresh Debian 12 machine or a dev tree.
+# As root it installs the Debian packages the tests need; the Python ones go into .venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+need=()
+for pkg in python3-venv git shellcheck; do
+  [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)" == ii* ]] || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "tests/run.sh: install ${need[*]} (apt-get) or run as root" >&2; exit 1; }
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null >/dev/null
+fi
+
+log "virtualenv with test tools"
+PSN_EXTRAS=test PSN_SETUP_ONLY=1 ./deploy_psn.sh
+bin="$ROOT/.venv/bin"
+
+log "ruff"
+"$bin/ruff" check .
+"$bin/ruff" format --check .
+log "yamllint"
+"$bin/yamllint" --strict .
+log "ansible-lint (production profile)"
+ANSIBLE_CONFIG="$ROOT/ansible.cfg" "$bin/ansible-lint" --offline -q
+log "shellcheck"
+shellcheck deploy_psn.sh gen_self_signed_cert.sh tests/run.sh .ci/run .ci/*.sh
+
+log "pytest"
+"$bin/pytest" "$@"

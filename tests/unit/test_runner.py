@@ -1,0 +1,416 @@
+"""psn.runner: role order from site.yml, argument normalisation, masking and real Ansible runs."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from psn.errors import InputError, IntegrityError
+from psn.runner import (
+    AnsibleArgs,
+    Masker,
+    SiteRole,
+    normalise_args,
+    read_site,
+    render_summary,
+    resume_args,
+    role_order,
+    run_playbook,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "Sup3r-s3cret!"
+
+
+def _console(terminal: bool = False) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=terminal, width=200), out
+
+
+# --- site.yml -------------------------------------------------------------------------------
+
+
+def test_site_order_is_the_guide_order():
+    assert role_order(ROOT) == [
+        "common",
+        "sysctl",
+        "timezone",
+        "chrony",
+        "swarm",
+        "certificates",
+        "docker_registry",
+        "glusterfs",
+        "etcd",
+        "postgres",
+        "redis",
+        "ldap",
+        "syslog",
+        "mail",
+        "backend",
+        "frontend",
+        "proxy",
+        "monitoring",
+    ]
+
+
+def test_site_roles_are_the_role_directories():
+    assert set(role_order(ROOT)) == {p.name for p in (ROOT / "roles").iterdir() if p.is_dir()}
+
+
+def test_every_role_playbook_applies_its_role():
+    for role in read_site(ROOT):
+        assert role.plays, role.name
+        text = (ROOT / "playbooks" / f"{role.name}.yml").read_text()
+        assert f"role: {role.name}\n" in text
+
+
+def test_proxy_answers_to_the_guides_nginx_tag():
+    tags = {role.name: role.tags for role in read_site(ROOT)}
+    assert tags["proxy"] == ("proxy", "nginx")
+    assert tags["mail"] == ("mail",)
+
+
+def test_site_import_without_its_role_tag_is_refused(tmp_path):
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "site.yml").write_text(
+        "- ansible.builtin.import_playbook: web.yml\n  tags: [proxy]\n"
+    )
+    (tmp_path / "playbooks" / "web.yml").write_text("- name: Web\n  hosts: all\n")
+    with pytest.raises(IntegrityError) as err:
+        read_site(tmp_path)
+    assert "not tagged 'web'" in err.value.problems[0].message
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["-t", "nginx,", "mail"],
+        ["-t", "nginx", ",mail"],
+        ["-t", "nginx", ",", "mail"],
+        ["--tags=nginx,", "mail"],
+        ["-tnginx,mail"],
+        ["-t", "nginx", "--tags", "mail"],
+    ],
+)
+def test_split_tag_lists_are_joined(given):
+    assert normalise_args(given).to_list() == ["-t", "nginx,mail"]
+
+
+def test_supported_options_pass_through():
+    args = normalise_args(
+        [
+            *("-l", "mx1, ", "mx2", "-e", "a=1", "--check", "-D", "-vv", "-v"),
+            *("--skip-tags=ldap", "--start-at-task", "Deploy the stack"),
+        ]
+    )
+    assert args.tags == ()
+    assert args.to_list() == [
+        "--skip-tags",
+        "ldap",
+        "--limit",
+        "mx1,mx2",
+        "-e",
+        "a=1",
+        "--check",
+        "--diff",
+        "--start-at-task",
+        "Deploy the stack",
+        "-vvv",
+    ]
+    assert args.cmdline.endswith("--start-at-task 'Deploy the stack' -vvv")
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (["-X"], "-X"),
+        (["--become-password-file", "f"], "--become-password-file"),
+        (["-i", "other.yml"], "-i"),
+        (["-t", "proxy", "stray"], "stray"),
+        (["-t"], "-t"),
+        (["--check=yes"], "--check=yes"),
+    ],
+)
+def test_bad_arguments_are_refused(given, named):
+    with pytest.raises(InputError) as err:
+        normalise_args(given)
+    problem = err.value.problems[0]
+    assert problem.value == named
+    assert named in problem.message
+
+
+# --- masking and resuming ---------------------------------------------------------------------
+
+
+def test_masker_replaces_longest_secret_first_and_skips_empty():
+    mask = Masker(["abc", "", "abcdef", 'q"uote'])
+    assert mask("abcdef abc xyz") == "******** ******** xyz"
+    assert mask('{"msg": "q\\"uote"}') == '{"msg": "********"}'
+    assert Masker([""])("text") == "text"
+
+
+SITE = (
+    SiteRole("common", ("common",), ()),
+    SiteRole("ldap", ("ldap",), ()),
+    SiteRole("mail", ("mail",), ()),
+    SiteRole("proxy", ("proxy", "nginx"), ()),
+    SiteRole("monitoring", ("monitoring",), ()),
+)
+
+
+def test_resume_runs_the_failed_role_and_every_later_one():
+    args = normalise_args(["--limit", "mx1", "--start-at-task", "Some task", "-v"])
+    assert resume_args(args, "ldap", SITE).to_list() == [
+        "-t",
+        "ldap,mail,proxy,monitoring",
+        "--limit",
+        "mx1",
+        "-v",
+    ]
+
+
+def test_resume_keeps_the_operators_role_selection():
+    args = normalise_args(["-t", "nginx,", "mail", "--check"])
+    assert resume_args(args, "mail", SITE) == AnsibleArgs(
+        tags=("mail", "proxy"), options=(("--check", None),)
+    )
+
+
+# --- real Ansible runs ------------------------------------------------------------------------
+
+
+def _project(root: Path) -> Path:
+    """A tiny project: role alpha prints a secret, play beta fails, role gamma never runs."""
+    shutil.copy(ROOT / "ansible.cfg", root / "ansible.cfg")
+    files = {
+        "playbooks/site.yml": """\
+            - ansible.builtin.import_playbook: alpha.yml
+              tags: [alpha]
+            - ansible.builtin.import_playbook: beta.yml
+              tags: [beta]
+            - ansible.builtin.import_playbook: gamma.yml
+              tags: [gamma]
+            """,
+        "playbooks/alpha.yml": """\
+            - name: Alpha play
+              hosts: all
+              gather_facts: false
+              roles: [alpha]
+            """,
+        "playbooks/beta.yml": """\
+            - name: Beta play
+              hosts: all
+              gather_facts: false
+              tasks:
+                - name: Touch a file
+                  ansible.builtin.file:
+                    path: "{{ marker }}"
+                    state: touch
+                - name: Break on purpose
+                  ansible.builtin.fail:
+                    msg: "the disk is full, password {{ password }}"
+            """,
+        "playbooks/gamma.yml": """\
+            - name: Gamma play
+              hosts: all
+              gather_facts: false
+              roles: [gamma]
+            """,
+        "roles/alpha/tasks/main.yml": """\
+            - name: Print the password
+              ansible.builtin.debug:
+                msg: "the password is {{ password }}"
+            - name: Skip this one
+              ansible.builtin.debug:
+                msg: never
+              when: false
+            """,
+        "roles/gamma/tasks/main.yml": """\
+            - name: Never reached
+              ansible.builtin.debug:
+                msg: gamma
+            """,
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    inventory = root / "hosts.yml"
+    inventory.write_text(
+        textwrap.dedent(f"""\
+            all:
+              hosts:
+                localhost:
+                  ansible_connection: local
+                  ansible_python_interpreter: {sys.executable}
+                  password: "{SECRET}"
+                  marker: {root / "marker"}
+            """)
+    )
+    return inventory
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """tempfile's directory, to see that the runner leaves nothing behind."""
+    path = tmp_path / "tmp"
+    path.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    return path
+
+
+def test_failed_run_is_logged_masked_and_summarised(tmp_path, private_tmp):
+    project = tmp_path / "project"
+    project.mkdir()
+    inventory = _project(project)
+    log_path = tmp_path / "deploy_psn_test.log"
+    console, out = _console()
+
+    summary = run_playbook(
+        project,
+        inventory,
+        ["--limit", "localhost"],
+        secrets=[SECRET, ""],
+        log_path=log_path,
+        console=console,
+    )
+
+    assert not summary.succeeded
+    assert summary.status == "failed"
+    assert list(private_tmp.iterdir()) == []
+
+    assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
+    log = log_path.read_text()
+    assert "TASK [alpha : Print the password]" in log
+    assert "the password is ********" in log
+    assert "PLAY RECAP" in log
+    assert SECRET not in log
+    assert "\x1b[" not in log
+
+    roles = {role.name: role for role in summary.roles}
+    assert list(roles) == ["alpha", "beta"]
+    assert (roles["alpha"].counts.ok, roles["alpha"].counts.skipped) == (1, 1)
+    assert roles["alpha"].hosts == {"localhost"}
+    beta = roles["beta"].counts
+    assert (beta.ok, beta.changed, beta.failed) == (1, 1, 1)
+    assert roles["beta"].duration.total_seconds() > 0
+    assert summary.hosts["localhost"].failed == 1
+    assert summary.hosts["localhost"].ok == 2
+
+    [failure] = summary.failures
+    assert (failure.role, failure.task, failure.host) == ("beta", "Break on purpose", "localhost")
+    assert failure.message == "the disk is full, password ********"
+    assert summary.resume_command == (
+        f"./deploy_psn.sh {inventory} -t beta,gamma --limit localhost"
+    )
+
+    progress = out.getvalue()
+    assert "Alpha play | alpha : Print the password" in progress
+    assert "FAILED localhost: Break on purpose" in progress
+    assert SECRET not in progress
+
+    console, out = _console()
+    render_summary(summary, console)
+    shown = out.getvalue()
+    assert "beta / Break on purpose failed on localhost" in shown
+    assert "-t beta,gamma --limit localhost" in shown
+    assert SECRET not in shown
+
+
+def test_error_outside_any_task_is_shown_from_the_output(tmp_path, private_tmp):
+    project = tmp_path / "project"
+    project.mkdir()
+    inventory = _project(project)
+    shutil.rmtree(project / "roles" / "alpha")
+    console, _ = _console()
+
+    summary = run_playbook(
+        project, inventory, [], secrets=[SECRET], log_path=tmp_path / "run.log", console=console
+    )
+
+    assert not summary.succeeded
+    assert (summary.roles, summary.failures, summary.resume_command) == ([], [], None)
+    assert "the role 'alpha' was not found" in "\n".join(summary.output_tail)
+    console, out = _console()
+    render_summary(summary, console)
+    assert "the role 'alpha' was not found" in out.getvalue()
+
+
+def test_interrupt_stops_ansible_and_resumes_from_the_current_role(tmp_path, private_tmp):
+    project = tmp_path / "project"
+    project.mkdir()
+    inventory = _project(project)
+    (project / "roles" / "alpha" / "tasks" / "main.yml").write_text(
+        "- name: Take a long time\n  ansible.builtin.command: sleep 31.5\n  changed_when: false\n"
+    )
+    console, _ = _console()
+    timer = threading.Timer(2, os.kill, (os.getpid(), signal.SIGINT))
+    handler = signal.getsignal(signal.SIGINT)
+    timer.start()
+    try:
+        summary = run_playbook(
+            project, inventory, [], secrets=[], log_path=tmp_path / "run.log", console=console
+        )
+    finally:
+        timer.cancel()
+
+    assert summary.status == "canceled"
+    assert summary.elapsed.total_seconds() < 10
+    assert summary.resume_command == f"./deploy_psn.sh {inventory} -t alpha,beta,gamma"
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert list(private_tmp.iterdir()) == []
+    assert "User interrupted execution" in (tmp_path / "run.log").read_text()
+    time.sleep(0.5)
+    assert not [
+        p for p in Path("/proc").glob("[0-9]*/cmdline") if _reads(p) == b"sleep\x0031.5\x00"
+    ]
+
+
+def _reads(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_guide_tags_select_proxy_and_mail_from_the_real_site(tmp_path, private_tmp):
+    groups = ["docker_registry", "etcd", "postgres", "redis", "ldap", "mail", "backend", "proxy"]
+    inventory = tmp_path / "hosts.yml"
+    children = "".join(f"    {g}:\n      hosts:\n        localhost:\n" for g in groups)
+    inventory.write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"  children:\n    frontend:\n      children:\n        proxy:\n{children}"
+    )
+    console, _ = _console(terminal=True)
+
+    summary = run_playbook(
+        ROOT,
+        inventory,
+        ["--list-tasks", "-t", "nginx,", "mail"],
+        secrets=[],
+        log_path=tmp_path / "run.log",
+        console=console,
+    )
+
+    assert summary.succeeded, summary.output_tail
+    log = (tmp_path / "run.log").read_text()
+    assert "proxy : Report that the proxy role is a placeholder" in log
+    assert "mail : Report that the mail role is a placeholder" in log
+    assert "ldap : Report" not in log
+    assert "-t nginx,mail" in log.splitlines()[0]
+    assert list(private_tmp.iterdir()) == []
