@@ -293,6 +293,12 @@ class RoleSummary:
     counts: Counts = field(default_factory=Counts)
     started: datetime | None = None
     ended: datetime | None = None
+    tasks: int = 0  # tasks started, housekeeping (facts, argument specs) not counted
+
+    @property
+    def selected(self) -> bool:
+        """False when tags left the role out and only housekeeping ran."""
+        return self.tasks > 0 or bool(self.counts.failed or self.counts.unreachable)
 
     @property
     def duration(self) -> timedelta:
@@ -357,6 +363,18 @@ def resume_command(
     return shlex.join([DEPLOY_COMMAND, str(inventory), *resumed.to_list()])
 
 
+# Tasks Ansible adds to every play whatever the tags; a role that ran only these was not selected.
+_HOUSEKEEPING_ACTIONS = frozenset(
+    {
+        "gather_facts",
+        "ansible.builtin.gather_facts",
+        "setup",
+        "ansible.builtin.setup",
+        "validate_argument_spec",
+        "ansible.builtin.validate_argument_spec",
+    }
+)
+
 _RESULTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -393,6 +411,7 @@ class _Collector:
         if kind == "playbook_on_task_start":
             role = self._role(self.role_of(data))
             role.started = role.started or created
+            role.tasks += data.get("task_action") not in _HOUSEKEEPING_ACTIONS
             self.current = role.name
         elif kind in _RESULTS:
             return self._result(_RESULTS[kind], data, created)
@@ -719,7 +738,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     table.add_column("Role")
     for column in ("Hosts", "OK", "Changed", "Failed", "Unreachable", "Duration"):
         table.add_column(column, justify="right")
-    for role in summary.roles:
+    selected = [role for role in summary.roles if role.selected]
+    for role in selected:
         c = role.counts
         table.add_row(
             role.name,
@@ -730,12 +750,12 @@ def render_summary(summary: RunSummary, console: Console) -> None:
             Text(str(c.unreachable), style="bold red" if c.unreachable else ""),
             _duration(role.duration),
         )
-    if summary.roles:
+    if selected:
         console.print(table)
     elapsed = _duration(summary.elapsed)
     if summary.succeeded:
         console.print(Text(f"Finished successfully in {elapsed}.", style="bold green"))
-        if not summary.roles:
+        if not selected:
             console.print(
                 Text("No task ran: check the -t/--limit arguments and the inventory groups.")
             )
