@@ -23,6 +23,7 @@ fi
 log "virtualenv with test tools"
 PSN_EXTRAS=test PSN_SETUP_ONLY=1 ./deploy_psn.sh
 bin="$ROOT/.venv/bin"
+export PATH="$bin:$PATH"
 
 log "ruff"
 "$bin/ruff" check .
@@ -32,7 +33,8 @@ log "yamllint"
 log "ansible-lint (production profile)"
 ANSIBLE_CONFIG="$ROOT/ansible.cfg" "$bin/ansible-lint" --offline -q
 log "shellcheck"
-shellcheck deploy_psn.sh gen_self_signed_cert.sh tests/run.sh .ci/run .ci/*.sh
+mapfile -t scripts < <(find . \( -path ./.venv -o -path ./demo -o -path ./dist \) -prune -o -name '*.sh' -print)
+shellcheck .ci/run "${scripts[@]}"
 
 log "pytest"
 "$bin/pytest" "$@"
