@@ -371,7 +371,7 @@ def check_mon_user_hash(inv: Inventory, _root: Path) -> Iterator[Problem]:
         as_text(inv.var("passwords", "mon_user_hash")),
     )
     fix = (
-        "empty mon_user_hash and run `deploy_psn genpwd`, "
+        "leave mon_user_hash empty and run `deploy_psn genpwd` (it derives it from mon_user), "
         "or write the output of `openssl passwd -apr1 '<mon_user>'`"
     )
     if not hashed:
