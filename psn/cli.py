@@ -196,18 +196,40 @@ def dist_build(state: State, out_dir: Path, version: str) -> None:
     err.print(f"[green]✓[/] check it with: cd {out_dir} && md5sum -c {result.md5.name}")
 
 
-@cli.command(
-    "deploy",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
-@inventory_argument
-@click.argument("ansible_args", nargs=-1, type=click.UNPROCESSED)
-@certs_dir_option
-@click.option(
+# Commands that pass the rest of their arguments to Ansible.
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+ansible_args_argument = click.argument("ansible_args", nargs=-1, type=click.UNPROCESSED)
+log_dir_option = click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write deploy_psn_<DATE>.log [default: the installer directory].",
 )
+
+
+def _run(
+    state: State,
+    inventory: Path,
+    args: tuple[str, ...],
+    certs_dir: Path | None,
+    log_dir: Path | None,
+    playbook: str,
+) -> None:
+    deploy.deploy(
+        state.root,
+        inventory,
+        list(args),
+        certs_root=state.certs_root(certs_dir),
+        log_dir=log_dir or state.root,
+        console=err,
+        playbook=playbook,
+    )
+
+
+@cli.command("deploy", context_settings=PASS_THROUGH)
+@inventory_argument
+@ansible_args_argument
+@certs_dir_option
+@log_dir_option
 @pass_state
 def deploy_cmd(
     state: State,
@@ -217,14 +239,24 @@ def deploy_cmd(
     log_dir: Path | None,
 ) -> None:
     """Install onto the servers of INVENTORY; other arguments go to Ansible (-t proxy, ...)."""
-    deploy.deploy(
-        state.root,
-        inventory,
-        list(ansible_args),
-        certs_root=state.certs_root(certs_dir),
-        log_dir=log_dir or state.root,
-        console=err,
-    )
+    _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/site.yml")
+
+
+@cli.command("precheck", context_settings=PASS_THROUGH)
+@inventory_argument
+@ansible_args_argument
+@certs_dir_option
+@log_dir_option
+@pass_state
+def precheck_cmd(
+    state: State,
+    inventory: Path,
+    ansible_args: tuple[str, ...],
+    certs_dir: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """Check every server of INVENTORY (OS, hardware, ports, clock, names); changes nothing."""
+    _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/precheck.yml")
 
 
 @cli.command("demo")

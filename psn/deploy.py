@@ -39,8 +39,9 @@ def deploy(
     certs_root: Path,
     log_dir: Path,
     console: Console,
+    playbook: str = runner.SITE_PLAYBOOK,
 ) -> runner.RunSummary:
-    """Check, then run `playbooks/site.yml`; raises DeployError when the run failed."""
+    """Check locally, then run `playbook`; raises DeployError when the run failed."""
     inv, warnings = preflight(inventory, root, certs_root)
     render_problems(console, warnings)
     summary = runner.run_playbook(
@@ -50,8 +51,9 @@ def deploy(
         secrets=inv.secret_values(),
         log_path=log_path_for(log_dir),
         console=console,
+        playbook=playbook,
     )
     runner.render_summary(summary, console)
     if not summary.succeeded:
-        raise DeployError(f"Deployment {summary.status}; full log: {summary.log_path}")
+        raise DeployError(f"Run {summary.status}; full log: {summary.log_path}")
     return summary

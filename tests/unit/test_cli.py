@@ -3,7 +3,9 @@ and a deployment of the site playbook over a local connection."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -176,6 +178,8 @@ def test_deploy_runs_the_site_playbook_with_a_masked_log(
             "mail",
             "-e",
             "probe={{ passwords.redis_user }}",
+            "-e",
+            "precheck__hardware=warn",
         ]
     )
     output = capsys.readouterr().err
@@ -191,3 +195,54 @@ def test_deploy_runs_the_site_playbook_with_a_masked_log(
     assert "-t nginx,mail" in log
     for secret in load_inventory(inventory).secret_values():
         assert secret not in log
+
+
+def test_precheck_reports_every_problem_of_a_host_together(
+    tmp_path: Path, valid_inventory: Path, certs_root: Path, capsys
+) -> None:
+    inventory = _local(valid_inventory)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        extra = json.dumps(
+            {"precheck__min_cpus": 4096, "precheck__ports_by_group": {"mail": [port]}}
+        )
+        code = run(
+            [
+                "--skip-checksum",
+                "precheck",
+                str(inventory),
+                "--certs-dir",
+                str(certs_root),
+                "--log-dir",
+                str(tmp_path),
+                "-e",
+                extra,
+            ]
+        )
+    output = " ".join(capsys.readouterr().err.split())
+    assert code == 4, output
+    assert "localhost is not ready:" in output
+    assert "CPU: found" in output and "needed 4096" in output
+    assert f"port: {port} is held by" in output and "needed free for mail" in output
+
+
+def test_precheck_passes_with_hardware_warnings(
+    tmp_path: Path, valid_inventory: Path, certs_root: Path, capsys
+) -> None:
+    code = run(
+        [
+            "--skip-checksum",
+            "precheck",
+            str(_local(valid_inventory)),
+            "--certs-dir",
+            str(certs_root),
+            "--log-dir",
+            str(tmp_path),
+            "-e",
+            '{"precheck__hardware": "warn", "precheck__min_cpus": 4096}',
+        ]
+    )
+    output = capsys.readouterr().err
+    assert code == 0, output
