@@ -44,6 +44,7 @@ def _console(terminal: bool = False) -> tuple[Console, io.StringIO]:
 
 def test_site_order_is_the_guide_order():
     assert role_order(ROOT) == [
+        "precheck",
         "common",
         "sysctl",
         "timezone",
