@@ -16,6 +16,7 @@ import re
 import stat
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
@@ -48,11 +49,15 @@ class DistResult:
     sha256: Path
 
 
-def build_distribution(root: Path, out_dir: Path, version: str) -> DistResult:
+def build_distribution(
+    root: Path, out_dir: Path, version: str, extra: Sequence[str] = ()
+) -> DistResult:
     """Pack the installer tree at `root` into `out_dir/PSN_<version>.tgz` plus checksum files.
 
-    The archive holds `distribution_files(root)` under `PSN_<version>/`, owned by root, with
-    normalised modes and the files' own mtimes, plus `PSN_<version>/MANIFEST.sha256`.
+    The archive holds `distribution_files(root)` and the build artifacts `extra` (paths relative
+    to `root`, packed even though git ignores them, e.g. the image archive) under
+    `PSN_<version>/`, owned by root, with normalised modes and the files' own mtimes, plus
+    `PSN_<version>/MANIFEST.sha256`.
     Raises InputError for a version unfit for a file name or file names the manifest cannot carry.
     """
     if not _VERSION_RE.fullmatch(version):
@@ -76,7 +81,7 @@ def build_distribution(root: Path, out_dir: Path, version: str) -> DistResult:
     partial = result.tgz.with_name(result.tgz.name + ".part")
     # When out_dir lies inside the tree, never pack the archive (or a stale one) into itself.
     ours = _relative_inside(root, [result.tgz, result.md5, result.sha256, partial])
-    files = [f for f in distribution_files(root) if f not in ours]
+    files = sorted({*distribution_files(root), *extra} - ours)
 
     try:
         _write_archive(root, files, base, partial)

@@ -269,3 +269,15 @@ def test_a_version_unfit_for_a_file_name_is_refused(tmp_path: Path, version: str
     with pytest.raises(InputError):
         build_distribution(tmp_path, tmp_path / "out", version)
     assert not (tmp_path / "out").exists()
+
+
+def test_build_artifacts_are_packed_even_when_git_ignores_them(tree: Path, tmp_path: Path) -> None:
+    _write(
+        tree,
+        {".gitignore": "ignored.txt\nimages/dist/\n", "images/dist/psn-images.tar.gz": "layers"},
+    )
+    result = build_distribution(tree, tmp_path / "out", VERSION, ["images/dist/psn-images.tar.gz"])
+    members = _members(result)
+    assert f"{TOP}/images/dist/psn-images.tar.gz" in members
+    manifest = tarfile.open(result.tgz).extractfile(f"{TOP}/{MANIFEST}").read().decode()
+    assert f"{_sha256(b'layers')}  images/dist/psn-images.tar.gz" in manifest
