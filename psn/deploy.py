@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from psn import runner
 from psn.console import render_problems, summary_line
 from psn.errors import DeployError, InputError, Problem
 from psn.inventory import Inventory
+from psn.names import default_domain
 from psn.validate import check_installation
 
 
@@ -40,10 +42,15 @@ def deploy(
     log_dir: Path,
     console: Console,
     playbook: str = runner.SITE_PLAYBOOK,
+    command_options: Sequence[str] = (),
 ) -> runner.RunSummary:
-    """Check locally, then run `playbook`; raises DeployError when the run failed."""
+    """Check locally, then run `playbook`; raises DeployError when the run failed.
+
+    `command_options` are this command's own options, repeated in the resume command.
+    """
     inv, warnings = preflight(inventory, root, certs_root)
     render_problems(console, warnings)
+    cert_dir = certs_root / default_domain(inv.external_domain)
     summary = runner.run_playbook(
         root,
         inventory,
@@ -52,6 +59,8 @@ def deploy(
         log_path=log_path_for(log_dir),
         console=console,
         playbook=playbook,
+        extravars={"psn_certificates_dir": str(cert_dir.resolve())},
+        command_options=command_options,
     )
     runner.render_summary(summary, console)
     if not summary.succeeded:

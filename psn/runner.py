@@ -356,11 +356,18 @@ def resume_args(args: AnsibleArgs, failed_role: str, site: Sequence[SiteRole]) -
 
 
 def resume_command(
-    inventory: Path, args: AnsibleArgs, failed_role: str, site: Sequence[SiteRole]
+    inventory: Path,
+    args: AnsibleArgs,
+    failed_role: str,
+    site: Sequence[SiteRole],
+    command_options: Sequence[str] = (),
 ) -> str:
-    """The deploy_psn.sh command line that resumes from `failed_role`."""
+    """The deploy_psn.sh command line that resumes from `failed_role`.
+
+    `command_options` are the installer's own options of the failed run (e.g. `--certs-dir`).
+    """
     resumed = resume_args(args, failed_role, site)
-    return shlex.join([DEPLOY_COMMAND, str(inventory), *resumed.to_list()])
+    return shlex.join([DEPLOY_COMMAND, str(inventory), *command_options, *resumed.to_list()])
 
 
 # Tasks Ansible adds to every play whatever the tags; a role that ran only these was not selected.
@@ -662,11 +669,14 @@ def run_playbook(
     log_path: Path,
     console: Console,
     playbook: str = SITE_PLAYBOOK,
+    extravars: dict[str, Any] | None = None,
+    command_options: Sequence[str] = (),
 ) -> RunSummary:
     """Run `playbook` of the project in `root` against `inventory`; log masked output to `log_path`.
 
-    Raises InputError for bad arguments or a missing inventory, before anything runs; a failed
-    run is reported in the returned summary.
+    `extravars` are the installer's own variables (never on a command line); `command_options`
+    the installer options to repeat in the resume command. Raises InputError for bad arguments
+    or a missing inventory, before anything runs; a failed run is reported in the summary.
     """
     args = normalise_args(ansible_args)
     if not inventory.is_file():
@@ -702,6 +712,7 @@ def run_playbook(
             playbook=playbook,
             inventory=str(inventory.resolve()),
             cmdline=args.cmdline or None,
+            extravars=extravars or {},
             envvars=_environment(root),
             quiet=True,
             suppress_env_files=True,
@@ -723,7 +734,9 @@ def run_playbook(
             output_tail=list(collector.tail),
         )
         if first_failed and not summary.succeeded:
-            summary.resume_command = mask(resume_command(inventory, args, first_failed, site))
+            summary.resume_command = mask(
+                resume_command(inventory, args, first_failed, site, command_options)
+            )
         log.write(
             f"# finished: {summary.status} (rc={summary.rc}) in {_duration(summary.elapsed)}\n"
         )

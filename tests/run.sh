@@ -36,5 +36,10 @@ log "shellcheck"
 mapfile -t scripts < <(find . \( -path ./.venv -o -path ./demo -o -path ./dist \) -prune -o -name '*.sh' -print)
 shellcheck .ci/run "${scripts[@]}"
 
+if [ "$(id -u)" = 0 ]; then
+  log "Docker engine (for the image and end-to-end tests)"
+  bash .ci/docker-engine.sh
+fi
+
 log "pytest"
 "$bin/pytest" "$@"

@@ -1,0 +1,79 @@
+"""End-to-end fixtures: emulated Debian 12 servers (psn/emulated.py) created and removed per run.
+
+`emulated_servers(n)` starts n fresh servers on a private Docker network of their own and
+returns an `EmulatedLab`; everything is removed at the end of the session (keep it for
+debugging with PSN_KEEP_SERVERS=1). Tests using it are marked `e2e` and skipped when no Docker
+engine answers (start one with `bash .ci/docker-engine.sh`). Run only the fast tests with
+`pytest -m "not e2e"`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from psn import emulated
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "e2e: end-to-end test on emulated servers (needs a Docker engine; minutes, not seconds)",
+    )
+
+
+@dataclass
+class EmulatedLab:
+    """Servers of one private network, with the state (SSH key, known_hosts) to reach them."""
+
+    servers: list[emulated.Server]
+    state_dir: Path
+    network: str
+
+    def hostvars(self, server: emulated.Server) -> dict[str, str]:
+        """Inventory host variables for Ansible over SSH (host key checking on)."""
+        return emulated.hostvars(server, self.state_dir)
+
+    def ssh(self, server: emulated.Server, command: str, *, check: bool = True) -> str:
+        """Run a shell command on the server over SSH; its stdout."""
+        return emulated.ssh_run(server, self.state_dir, command, check=check).stdout
+
+    def exec(self, server: emulated.Server, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command in the server's container (docker exec), not failing on its exit."""
+        return emulated.exec_on(server, argv, check=False)
+
+
+@pytest.fixture(scope="session")
+def emulated_image() -> str:
+    """The emulated-server image, built (or taken from the layer cache) once per session."""
+    if not emulated.engine_answers():
+        pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
+    return emulated.build_image(ROOT)
+
+
+@pytest.fixture(scope="session")
+def emulated_servers(
+    emulated_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., EmulatedLab]]:
+    """Factory: `emulated_servers(n, prefix="psn")` starts n servers psn1..psnN on a new network."""
+    state_dir = tmp_path_factory.mktemp("emulated-state")
+    networks: list[str] = []
+
+    def start(n: int, *, prefix: str = "psn") -> EmulatedLab:
+        network = f"psn-e2e-{os.getpid()}-{len(networks)}"
+        networks.append(network)
+        names = [f"{prefix}{i}" for i in range(1, n + 1)]
+        servers = emulated.start_servers(names, network, state_dir=state_dir, image=emulated_image)
+        return EmulatedLab(servers, state_dir, network)
+
+    yield start
+    if os.environ.get("PSN_KEEP_SERVERS") != "1":
+        for network in networks:
+            emulated.stop_servers(network)
