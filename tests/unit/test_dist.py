@@ -279,5 +279,6 @@ def test_build_artifacts_are_packed_even_when_git_ignores_them(tree: Path, tmp_p
     result = build_distribution(tree, tmp_path / "out", VERSION, ["images/dist/psn-images.tar.gz"])
     members = _members(result)
     assert f"{TOP}/images/dist/psn-images.tar.gz" in members
-    manifest = tarfile.open(result.tgz).extractfile(f"{TOP}/{MANIFEST}").read().decode()
+    with tarfile.open(result.tgz) as tar:
+        manifest = tar.extractfile(f"{TOP}/{MANIFEST}").read().decode()
     assert f"{_sha256(b'layers')}  images/dist/psn-images.tar.gz" in manifest
