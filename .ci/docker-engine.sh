@@ -47,20 +47,25 @@ fi
 
 mkdir -p "$LOGDIR"
 
-# 2. containerd (once: a second one on the same socket would fail).
-if ! [ -S "$CONTAINERD_SOCK" ] || ! pidof containerd >/dev/null; then
+# 2. containerd, unless one answers on the socket. Asking the socket, not `pidof`: the
+#    containerd of an emulated server shows in this machine's process list too, and a dead
+#    containerd leaves its socket file behind.
+containerd_answers() { ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; }
+if ! containerd_answers; then
     log "starting containerd (log: $LOGDIR/containerd.log)"
     setsid nohup containerd </dev/null >>"$LOGDIR/containerd.log" 2>&1 &
     for _ in $(seq 1 "$WAIT"); do
-        [ -S "$CONTAINERD_SOCK" ] && break
+        containerd_answers && break
         sleep 1
     done
-    [ -S "$CONTAINERD_SOCK" ] ||
-        die "containerd did not create $CONTAINERD_SOCK within ${WAIT}s; see $LOGDIR/containerd.log"
+    containerd_answers ||
+        die "containerd did not answer on $CONTAINERD_SOCK within ${WAIT}s; see $LOGDIR/containerd.log"
 fi
 
-# 3. dockerd. A stale pid file from a dead engine would stop the new one from starting.
-if ! pidof dockerd >/dev/null; then
+# 3. dockerd, unless ours is still starting (its pid file names a live process; `pidof` would
+#    also see the engines inside emulated servers). A stale pid file would stop a new one.
+pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
     rm -f /var/run/docker.pid
     log "starting dockerd (log: $LOGDIR/dockerd.log)"
     setsid nohup dockerd --containerd="$CONTAINERD_SOCK" </dev/null >>"$LOGDIR/dockerd.log" 2>&1 &

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from psn import __version__, certs, demo, deploy, dist, dns, genpwd, validate
+from psn import __version__, certs, demo, deploy, dist, dns, genpwd, images, validate
 from psn.console import make_console, render_problems, summary_line
-from psn.errors import InputError, PsnError
+from psn.errors import InputError, Problem, PsnError
 from psn.names import certificate_names, default_domain
 
 out = make_console()
@@ -170,6 +170,67 @@ def dns_cmd(inventory: Path) -> None:
     out.print(dns.render_zone(inv), end="", markup=False)
 
 
+def image_archive(root: Path, version: str) -> Path:
+    """Where `images save` writes the archive that `dist build` packs (guide §4.1)."""
+    return root / "images" / "dist" / f"psn-images-{version}.tar.gz"
+
+
+def _image_progress(step: images.Progress) -> None:
+    if step.event == "start":
+        err.print(f"[{step.index}/{step.total}] {escape(step.detail)} …")
+    else:
+        err.print(f"    {step.event} in {step.seconds:.0f} s {escape(step.detail)}")
+
+
+@cli.group("images")
+def images_group() -> None:
+    """Build the suite's container images from Debian packages, or save them to one archive."""
+
+
+@images_group.command("build")
+@click.option("--only", multiple=True, metavar="NAME", help="Build only these (and their bases).")
+@click.option(
+    "--rebuild-base", is_flag=True, help="Rebuild the debootstrap base (security updates)."
+)
+@click.option("--no-cache", is_flag=True, help="Do not use Docker's layer cache.")
+@click.option("--version", "version", default=__version__, show_default=True, help="Image tag.")
+@pass_state
+def images_build(
+    state: State, only: tuple[str, ...], rebuild_base: bool, no_cache: bool, version: str
+) -> None:
+    """Build the base and every image in dependency order (layer cache on)."""
+    results = images.build_images(
+        state.root,
+        version,
+        only or None,
+        _image_progress,
+        rebuild_base=rebuild_base,
+        no_cache=no_cache,
+        log_dir=state.root / "images" / "dist" / "logs",
+    )
+    built = sum(not r.cached for r in results)
+    err.print(
+        f"[green]✓[/] {len(results)} images ready ({built} built, {len(results) - built} cached)"
+    )
+
+
+@images_group.command("save")
+@click.option("--version", "version", default=__version__, show_default=True, help="Image tag.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Archive path [default: images/dist/psn-images-<version>.tar.gz].",
+)
+@pass_state
+def images_save(state: State, version: str, out_path: Path | None) -> None:
+    """Write every image into ONE archive (shared layers stored once)."""
+    path = images.save_images(
+        state.root, version, out_path or image_archive(state.root, version), _image_progress
+    )
+    err.print(f"[green]✓[/] {path} ({path.stat().st_size / 1e6:.0f} MB)")
+
+
 @cli.group("dist")
 def dist_group() -> None:
     """Build the distribution archive (guide §4.1)."""
@@ -182,15 +243,33 @@ def dist_group() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("dist"),
     show_default=True,
-    help="Where to write the archive and its checksums.",
+    help="Where to write the archive.",
 )
 @click.option(
     "--version", "version", default=__version__, show_default=True, help="Release version."
 )
+@click.option(
+    "--without-images", is_flag=True, help="Leave the image archive out (no offline install)."
+)
 @pass_state
-def dist_build(state: State, out_dir: Path, version: str) -> None:
-    """Write PSN_<version>.tgz with .md5, .sha256 and a manifest inside."""
-    result = dist.build_distribution(state.root, out_dir, version)
+def dist_build(state: State, out_dir: Path, version: str, without_images: bool) -> None:
+    """Write PSN_<version>.tgz with .md5, .sha256, a manifest and the image archive inside."""
+    extra: list[str] = []
+    if not without_images:
+        archive = image_archive(state.root, version)
+        if not archive.is_file():
+            raise InputError(
+                "No image archive to pack",
+                [
+                    Problem(
+                        f"{archive} does not exist",
+                        fix="run `deploy_psn images build` and `deploy_psn images save` first, "
+                        "or pass --without-images",
+                    )
+                ],
+            )
+        extra.append(archive.relative_to(state.root).as_posix())
+    result = dist.build_distribution(state.root, out_dir, version, extra)
     for path in (result.tgz, result.md5, result.sha256):
         err.print(f"  wrote {path}")
     err.print(f"[green]✓[/] check it with: cd {out_dir} && md5sum -c {result.md5.name}")
@@ -214,6 +293,8 @@ def _run(
     log_dir: Path | None,
     playbook: str,
 ) -> None:
+    options = [*(["--certs-dir", str(certs_dir)] if certs_dir else [])]
+    options += ["--log-dir", str(log_dir)] if log_dir else []
     deploy.deploy(
         state.root,
         inventory,
@@ -222,6 +303,7 @@ def _run(
         log_dir=log_dir or state.root,
         console=err,
         playbook=playbook,
+        command_options=options,
     )
 
 

@@ -48,10 +48,10 @@ def _address(host: str, hostvars: dict[str, object]) -> tuple[str, str, str]:
     )
 
 
-def _address_records(name: str, hosts: dict[str, dict[str, object]]) -> list[Record]:
+def _address_records(inv: Inventory, name: str, hosts: list[str]) -> list[Record]:
     records = []
-    for host, hostvars in hosts.items():
-        rtype, address, comment = _address(host, hostvars)
+    for host in hosts:
+        rtype, address, comment = _address(host, inv.host_vars(host))
         records.append(Record(f"{name}.", rtype, address, comment))
     return records
 
@@ -59,11 +59,11 @@ def _address_records(name: str, hosts: dict[str, dict[str, object]]) -> list[Rec
 def dns_records(inv: Inventory) -> list[Record]:
     """Every record an installation needs, in the order of the guide."""
     domain, module = inv.external_domain, inv.domain_module
-    proxies, mail_hosts = inv.hosts("proxy"), inv.hosts("mail")
-    records = _address_records(domain, proxies)
+    proxies, mail_hosts = list(inv.hosts("proxy")), list(inv.hosts("mail"))
+    records = _address_records(inv, domain, proxies)
     for prefix in SERVICE_PREFIXES:
         hosts = mail_hosts if prefix in MAIL_PREFIXES else proxies
-        records += _address_records(service_hostname(prefix, domain, module), hosts)
+        records += _address_records(inv, service_hostname(prefix, domain, module), hosts)
     smtp = service_hostname("smtp", domain, module)
     records.append(Record(f"{domain}.", "MX", f"10 {smtp}."))
     for name, port, prefix in SRV_RECORDS:

@@ -155,6 +155,13 @@ class Inventory:
             return {}
         return {str(h): (v if isinstance(v, dict) else {}) for h, v in found.items()}
 
+    def host_vars(self, host: str) -> dict[str, Any]:
+        """A host's variables merged from every group it is listed in, as Ansible sees them."""
+        merged: dict[str, Any] = {}
+        for group in HOST_GROUPS:
+            merged.update(self.hosts(group).get(host, {}))
+        return merged
+
     def has_group(self, group: str) -> bool:
         """True when the group is written in the inventory, even without hosts."""
         *parent, name = self.group_path(group)

@@ -108,3 +108,16 @@ def test_broken_domain_is_refused(tmp_path: Path, capsys) -> None:
     path.write_text(path.read_text().replace('"test.example.com"', '"not a domain"'))
     assert run(["--skip-checksum", "dns", str(path)]) == 2
     assert "external_domain" in capsys.readouterr().err
+
+
+def test_host_variables_merge_across_groups(tmp_path: Path, capsys) -> None:
+    yaml = yaml_round_trip()
+    doc = yaml.load((ROOT / "inventory" / "hosts.yml").read_text())
+    registry = doc["all"]["children"]["infra"]["children"]["docker_registry"]["hosts"]
+    registry["host.example.com"] = {"ansible_host": "203.0.113.9"}  # set once, as Ansible allows
+    path = tmp_path / "hosts.yml"
+    with path.open("w") as handle:
+        yaml.dump(doc, handle)
+    assert run(["--skip-checksum", "dns", str(path)]) == 0
+    records = _records(capsys.readouterr().out)
+    assert ("mail.example.com.", "IN", "A", "203.0.113.9") in records
