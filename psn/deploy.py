@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from psn import runner
+from psn import __version__, runner
 from psn.console import render_problems, summary_line
 from psn.errors import DeployError, InputError, Problem
 from psn.inventory import Inventory
@@ -59,7 +59,8 @@ def deploy(
         log_path=log_path_for(log_dir),
         console=console,
         playbook=playbook,
-        extravars={"psn_certificates_dir": str(cert_dir.resolve())},
+        # The installer's own facts; image tags follow the installer's version.
+        extravars={"psn_certificates_dir": str(cert_dir.resolve()), "psn_version": __version__},
         command_options=command_options,
     )
     runner.render_summary(summary, console)
