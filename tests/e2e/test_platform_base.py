@@ -69,9 +69,6 @@ def deploy(
         str(log_dir),
         "-t",
         tags,
-        # Until deploy_psn passes --certs-dir to Ansible itself.
-        "-e",
-        f"psn_certificates_dir={certs_root / default_domain(DOMAIN)}",
         # One emulated server on a 2-core machine is below the guide's hardware minimums.
         "-e",
         "precheck__hardware=warn",
@@ -179,8 +176,9 @@ def test_certificates_are_installed_with_their_modes(lab, first_run, certs_root)
     for name in CERTS:
         remote = lab.ssh(server, f"sha256sum /opt/poseidon/certificates/{name}").split()[0]
         assert remote == hashlib.sha256((source / name).read_bytes()).hexdigest()
+    # Docker trusts the registry through the installation's internal CA, not the operator's.
     registry_ca = lab.ssh(server, "cat '/etc/docker/certs.d/psn-private-registry:5001/ca.crt'")
-    assert registry_ca == (source / "ca.crt").read_text()
+    assert registry_ca == (source / "internal" / "ca.crt").read_text()
     trusted = lab.ssh(server, "cat /etc/ssl/certs/ca-certificates.crt")
     ca_body = "".join((source / "ca.crt").read_text().split("\n")[1:-2])
     assert ca_body in trusted.replace("\n", "")

@@ -430,3 +430,12 @@ def test_guide_tags_select_proxy_and_mail_from_the_real_site(tmp_path, private_t
     assert "ldap : Report" not in log
     assert "-t nginx,mail" in log.splitlines()[0]
     assert list(private_tmp.iterdir()) == []
+
+
+def test_group_vars_version_is_the_installer_version():
+    from ruamel.yaml import YAML
+
+    from psn import __version__
+
+    group_vars = YAML(typ="safe").load((ROOT / "group_vars" / "all" / "main.yml").read_text())
+    assert group_vars["psn_version"] == __version__

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Wait until Docker Swarm services run all their replicas, up to date and healthy."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: psn_stack_wait
+short_description: Wait until Docker Swarm services run all their replicas healthy
+description:
+  - Polls C(docker service inspect) and the services' tasks on a swarm manager until every
+    service has as many running tasks of its current spec as it wants replicas (a task with a
+    healthcheck counts as running only once healthy) and no update is in progress.
+  - Fails at once when an update paused or rolled back, or when new tasks of a service failed
+    I(max_failures) times since its last update; fails after I(timeout) seconds otherwise.
+  - On failure returns the failing service's C(docker service ps --no-trunc) and its last
+    I(log_lines) log lines. Never changes anything.
+options:
+  services:
+    description: Full service names (psn-<stack>_<service>).
+    type: list
+    elements: str
+    required: true
+  timeout:
+    description: Seconds to wait.
+    type: int
+    default: 300
+  max_failures:
+    description: Failed or rejected tasks since the last update that end the wait early.
+    type: int
+    default: 4
+  log_lines:
+    description: Log lines of the failing service to return.
+    type: int
+    default: 50
+  interval:
+    description: Seconds between two polls.
+    type: int
+    default: 3
+author: PSN contributors
+"""
+
+RETURN = r"""
+ready:
+  description: Whether every service runs all its replicas healthy.
+  type: bool
+  returned: always
+service:
+  description: The first service that is not ready.
+  type: str
+  returned: when not ready
+state:
+  description: Service name -> running/desired replicas, e.g. "1/1".
+  type: dict
+  returned: always
+tasks_lines:
+  description: Output of docker service ps --no-trunc of the failing service.
+  type: list
+  returned: always
+log_lines:
+  description: Last log lines of the failing service.
+  type: list
+  returned: always
+"""
+
+FAILED_UPDATE = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
+TASK_FAILED = {"failed", "rejected"}
+
+
+def docker_json(module: AnsibleModule, *args: str) -> list:
+    rc, out, err = module.run_command(["docker", *args])
+    if rc != 0:
+        raise RuntimeError(err.strip() or out.strip())
+    return json.loads(out or "[]")
+
+
+def tasks_of(module: AnsibleModule, service: str) -> list:
+    rc, out, err = module.run_command(["docker", "service", "ps", "-q", "--no-trunc", service])
+    if rc != 0:
+        raise RuntimeError(err.strip() or out.strip())
+    ids = out.split()
+    return docker_json(module, "inspect", *ids) if ids else []
+
+
+def desired_replicas(module: AnsibleModule, spec: dict, tasks: list) -> int:
+    mode = spec.get("Mode", {})
+    if "Replicated" in mode:
+        return int(mode["Replicated"].get("Replicas", 1))
+    # Global: one task per eligible node, i.e. per node that has a task meant to run.
+    return len({t.get("NodeID") for t in tasks if t.get("DesiredState") == "running"})
+
+
+def check(module: AnsibleModule, name: str) -> tuple[str, str, str]:
+    """(status, message, replicas) with status ready | waiting | failed."""
+    inspect = docker_json(module, "service", "inspect", name)
+    if not inspect:
+        return "failed", f"service {name} does not exist", "0/0"
+    service = inspect[0]
+    spec = service["Spec"]
+    tasks = tasks_of(module, name)
+    want = desired_replicas(module, spec, tasks)
+    template = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
+    since = service.get("UpdatedAt") or service.get("CreatedAt") or ""
+    current = [
+        t
+        for t in tasks
+        if t.get("Spec", {}).get("ContainerSpec", {}).get("Image") == template.get("Image")
+        and t.get("Spec", {}).get("ContainerSpec", {}).get("Labels") == template.get("Labels")
+    ]
+    running = [
+        t
+        for t in current
+        if t.get("DesiredState") == "running" and t.get("Status", {}).get("State") == "running"
+    ]
+    replicas = f"{len(running)}/{want}"
+    update = (service.get("UpdateStatus") or {}).get("State", "")
+    if update in FAILED_UPDATE:
+        message = (service.get("UpdateStatus") or {}).get("Message", "")
+        return "failed", f"the update of {name} is {update}: {message}", replicas
+    failures = [
+        t
+        for t in current
+        if t.get("Status", {}).get("State") in TASK_FAILED and t.get("CreatedAt", "") >= since
+    ]
+    if len(failures) >= module.params["max_failures"]:
+        last = failures[-1].get("Status", {})
+        detail = last.get("Err") or last.get("Message") or last.get("State")
+        return (
+            "failed",
+            f"{len(failures)} tasks of {name} failed since its last update (last: {detail})",
+            replicas,
+        )
+    if update == "updating" or len(running) < want or want == 0:
+        return "waiting", f"{name} runs {replicas} healthy replicas", replicas
+    return "ready", "", replicas
+
+
+def output_lines(module: AnsibleModule, argv: list[str]) -> list[str]:
+    _rc, out, err = module.run_command(argv)
+    return (out + err).splitlines()
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "services": {"type": "list", "elements": "str", "required": True},
+            "timeout": {"type": "int", "default": 300},
+            "max_failures": {"type": "int", "default": 4},
+            "log_lines": {"type": "int", "default": 50},
+            "interval": {"type": "int", "default": 3},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    deadline = time.monotonic() + params["timeout"]
+    state: dict[str, str] = {}
+    while True:
+        pending = None
+        for name in params["services"]:
+            try:
+                status, message, replicas = check(module, name)
+            except (RuntimeError, ValueError) as exc:
+                status, message, replicas = "waiting", f"{name}: {exc}", "?"
+            state[name] = replicas
+            if status != "ready" and pending is None:
+                pending = (status, message, name)
+        if pending is None:
+            module.exit_json(changed=False, ready=True, state=state, tasks_lines=[], log_lines=[])
+        status, message, name = pending
+        if status == "failed" or time.monotonic() >= deadline:
+            if status != "failed":
+                message = f"timeout after {params['timeout']} s: {message}"
+            ps = ["docker", "service", "ps", "--no-trunc", name]
+            logs = [
+                "docker",
+                "service",
+                "logs",
+                "--tail",
+                str(params["log_lines"]),
+                "--timestamps",
+                name,
+            ]
+            module.exit_json(
+                changed=False,
+                ready=False,
+                service=name,
+                state=state,
+                msg=f"Service {name} is not running healthy: {message}.",
+                tasks_lines=output_lines(module, ps),
+                log_lines=output_lines(module, logs),
+            )
+        time.sleep(params["interval"])
+
+
+if __name__ == "__main__":
+    main()

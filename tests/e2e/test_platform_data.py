@@ -1,0 +1,355 @@
+"""The data services (etcd, postgres, redis, syslog) on one emulated Debian 12 server.
+
+The template inventory with the server in every group (syslog included), passwords from genpwd
+and a self-signed certificate set; `./deploy_psn.sh` deploys the platform from scratch: the base
+roles, the registry (loaded from a small archive of the images these stacks need) and the four
+data stacks. Then: each service answers over its protocol with the configured password, no secret
+value shows in the deploy log, a service spec, a stack file or a container's environment, a
+second run changes nothing (no service's UpdatedAt moves), and `-t redis` updates the redis stack
+only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from psn import __version__, images
+from psn.certs import generate_self_signed
+from psn.genpwd import fill_secrets
+from psn.inventory import yaml_round_trip
+from psn.names import certificate_names, default_domain
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_HOST = "host.example.com"
+DOMAIN = "example.com"
+VERSION = __version__
+ARCHIVE_IMAGES = ("registry", "etcd", "postgres", "redis", "syslog-ng")
+BASE_ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
+DATA_ROLES = ("etcd", "postgres", "redis", "syslog")
+SERVICES = {
+    "psn-etcd_etcd": "etcd",
+    "psn-postgres_postgres": "postgres",
+    "psn-redis_redis": "redis",
+    "psn-syslog_ng_syslog-ng": "syslog_ng",
+}
+COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
+
+
+def write_inventory(path: Path, lab) -> Path:
+    """The template inventory: the server in every group, the optional syslog group too."""
+    [server] = lab.servers
+    yaml_rt = yaml_round_trip()
+    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
+    doc = yaml_rt.load(text.replace(f"{TEMPLATE_HOST}:", f"{server.name}:"))
+    doc["all"]["hosts"] = {server.name: lab.hostvars(server)}
+    doc["all"]["children"]["syslog"] = {"hosts": {server.name: None}}
+    with path.open("w", encoding="utf-8") as handle:
+        yaml_rt.dump(doc, handle)
+    fill_secrets(path)
+    return path
+
+
+def deploy(
+    inventory: Path, certs_root: Path, log_dir: Path, tags: str, archive: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`./deploy_psn.sh deploy` as an operator runs it; output captured."""
+    log_dir.mkdir(exist_ok=True)
+    argv = [
+        str(ROOT / "deploy_psn.sh"),
+        "--skip-checksum",
+        "deploy",
+        str(inventory),
+        "--certs-dir",
+        str(certs_root),
+        "--log-dir",
+        str(log_dir),
+        "-t",
+        tags,
+        # Emulated servers on a 2-core machine are below the guide's hardware minimums.
+        "-e",
+        "precheck__hardware=warn",
+        "-e",
+        f"docker_registry__archive={archive}",
+        *extra,
+    ]
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+    )
+
+
+def summary_rows(output: str) -> dict[str, dict[str, int]]:
+    """The per-role table of the deployment summary: role -> ok/changed/failed/unreachable."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if len(cells) >= 6 and cells[0].isidentifier() and all(c.isdigit() for c in cells[1:6]):
+            rows[cells[0]] = dict(zip(COLUMNS, map(int, cells[1:6]), strict=True))
+    return rows
+
+
+def newest_log(log_dir: Path) -> str:
+    return max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime).read_text()
+
+
+def recap(log_dir: Path) -> dict[str, int]:
+    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
+    totals: dict[str, int] = {}
+    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", newest_log(log_dir), re.MULTILINE):
+        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def secrets_of(inventory: Path) -> dict[str, str]:
+    """Every password and key of the inventory that has a value."""
+    doc = yaml.safe_load(inventory.read_text())["all"]["vars"]
+    values = {f"passwords.{k}": v for k, v in doc["passwords"].items()}
+    values |= {f"secure.{k}": v for k, v in doc["secure"].items()}
+    return {k: str(v) for k, v in values.items() if v and len(str(v)) >= 8}
+
+
+def updated_at(lab) -> dict[str, str]:
+    """Service name -> UpdatedAt of every service of the swarm."""
+    [server] = lab.servers
+    out = lab.ssh(
+        server,
+        "docker service ls -q | xargs -r docker service inspect "
+        "--format '{{.Spec.Name}} {{.UpdatedAt}}'",
+    )
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def task_container(lab, service: str) -> str:
+    [server] = lab.servers
+    cid = lab.ssh(
+        server,
+        f"docker ps -q --filter label=com.docker.swarm.service.name={service}"
+        " --filter status=running",
+    ).strip()
+    assert cid, f"no running container of {service}"
+    return cid
+
+
+def in_task(lab, service: str, script: str, *, check: bool = False) -> str:
+    """Run a shell script in the service's task container on the server; stdout and stderr."""
+    [server] = lab.servers
+    command = f"docker exec -i {task_container(lab, service)} sh -c {shlex.quote(script)} 2>&1"
+    return lab.ssh(server, command, check=check)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """The images the data stacks and the registry need, built when missing, in one archive."""
+    if not images.engine_answers():
+        pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
+    tags = [images.image_tag(name, VERSION) for name in ARCHIVE_IMAGES]
+    missing = [
+        name for name, tag in zip(ARCHIVE_IMAGES, tags, strict=True) if not images.image_exists(tag)
+    ]
+    if missing:
+        started = time.monotonic()
+        images.build_images(ROOT, VERSION, only=missing)
+        print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
+    path = tmp_path_factory.mktemp("archive") / f"psn-images-{VERSION}.tar.gz"
+    with path.open("wb") as out:
+        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
+        gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
+        assert save.wait() == 0 and gz.returncode == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(emulated_servers):
+    started = time.monotonic()
+    lab = emulated_servers(1, prefix="data")
+    print(f"\nemulated server up in {time.monotonic() - started:.1f}s")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def certs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("certificates")
+    generate_self_signed(
+        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def first_run(lab, archive, certs_root, workdir):
+    inventory = write_inventory(workdir / "hosts.yml", lab)
+    started = time.monotonic()
+    tags = ",".join(BASE_ROLES + DATA_ROLES)
+    res = deploy(inventory, certs_root, workdir / "run1", tags, archive)
+    print(f"\nfirst run ({tags}): {time.monotonic() - started:.0f}s")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = summary_rows(res.stderr)
+    assert set(DATA_ROLES) <= set(rows), res.stderr
+    return inventory
+
+
+def test_every_data_service_runs_by_the_runtime_rules(lab, first_run):
+    [server] = lab.servers
+    listing = lab.ssh(server, "docker service ls --format '{{.Name}} {{.Replicas}}'")
+    replicas = dict(line.split() for line in listing.splitlines())
+    for service in SERVICES:
+        assert replicas.get(service) == "1/1", listing
+    for service, stack in SERVICES.items():
+        spec = json.loads(lab.ssh(server, f"docker service inspect {service}"))[0]["Spec"]
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        assert container["Image"].startswith("psn-private-registry:5001/psn/"), container["Image"]
+        assert f":{VERSION}" in container["Image"]
+        assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+        assert all(p["PublishMode"] == "host" for p in spec["EndpointSpec"].get("Ports") or [])
+        assert spec["Labels"]["io.psn.config-hash"] == container["Labels"]["io.psn.config-hash"]
+        group = {"syslog_ng": "syslog"}.get(stack, stack)
+        constraints = spec["TaskTemplate"]["Placement"]["Constraints"]
+        assert f"node.labels.{group} == true" in constraints
+        # The guide's command works by hand on the stack file the role wrote.
+        stack_file = f"/opt/poseidon/psn-{stack}-stack.yml"
+        assert f"docker stack deploy -c {stack_file} psn-{stack}" in lab.ssh(
+            server, f"cat {stack_file}"
+        )
+    # Config files: owned by the images' users, read-only in the containers.
+    modes = lab.ssh(
+        server,
+        "stat -c '%n %a %u' /opt/poseidon/etcd/etcd.conf.yml /opt/poseidon/postgres/pg_hba.conf "
+        "/opt/poseidon/redis/redis.conf",
+    )
+    assert modes.split("\n")[:3] == [
+        "/opt/poseidon/etcd/etcd.conf.yml 440 902",
+        "/opt/poseidon/postgres/pg_hba.conf 440 903",
+        "/opt/poseidon/redis/redis.conf 440 904",
+    ]
+
+
+def test_postgres_answers_as_the_db_user(lab, first_run):
+    password = secrets_of(first_run)["passwords.postgres_db_user"]
+    query = "psql -h 127.0.0.1 -U psn -d {db} -XtAc 'SELECT 1'"
+    for db in ("sogo", "psnapi"):
+        out = in_task(lab, "psn-postgres_postgres", f"PGPASSWORD={password} " + query.format(db=db))
+        assert out.strip() == "1", out
+    refused = in_task(lab, "psn-postgres_postgres", "PGPASSWORD=wrong " + query.format(db="sogo"))
+    assert "password authentication failed" in refused
+    owners = in_task(
+        lab,
+        "psn-postgres_postgres",
+        "psql -U postgres -XtAc \"SELECT datname || ':' || pg_get_userbyid(datdba) "
+        "FROM pg_database WHERE datname IN ('sogo', 'psnapi') ORDER BY 1\"",
+    )
+    assert owners.split() == ["psnapi:psn", "sogo:psn"]
+
+
+def test_etcd_put_and_get(lab, first_run):
+    out = in_task(
+        lab, "psn-etcd_etcd", "etcdctl put psn/e2e hello && etcdctl get --print-value-only psn/e2e"
+    )
+    assert out.split() == ["OK", "hello"], out
+
+
+def test_redis_wants_the_password(lab, first_run):
+    password = secrets_of(first_run)["passwords.redis_user"]
+    assert "NOAUTH" in in_task(lab, "psn-redis_redis", "redis-cli ping")
+    assert (
+        in_task(lab, "psn-redis_redis", f"REDISCLI_AUTH={password} redis-cli ping").strip()
+        == "PONG"
+    )
+    wrong = in_task(lab, "psn-redis_redis", "REDISCLI_AUTH=wrong redis-cli ping")
+    assert "WRONGPASS" in wrong or "invalid" in wrong.lower(), wrong
+
+
+def test_syslog_writes_the_log_tree(lab, first_run):
+    [server] = lab.servers
+    # RFC 3164 on port 514 (logger speaks RFC 5424 to the network by default).
+    send = "logger --rfc3164 --tcp -n 127.0.0.1 -P 514 -t psn-e2e 'hello from the e2e test'"
+    lab.ssh(server, send)
+    deadline = time.monotonic() + 30
+    found = ""
+    while time.monotonic() < deadline and "hello from the e2e test" not in found:
+        time.sleep(1)
+        found = lab.ssh(server, "cat /opt/poseidon/logs/*/psn-e2e.log 2>/dev/null || true")
+    assert "hello from the e2e test" in found
+
+
+def test_no_secret_value_leaks(lab, first_run, workdir):
+    [server] = lab.servers
+    secrets = secrets_of(first_run)
+    places = {
+        "deploy logs": "\n".join(p.read_text() for p in workdir.rglob("deploy_psn_*.log")),
+        "service specs": lab.ssh(server, "docker service ls -q | xargs docker service inspect"),
+        "stack files": lab.ssh(server, "cat /opt/poseidon/psn-*-stack.yml"),
+        "config files": lab.ssh(server, "cat /opt/poseidon/*/*.conf /opt/poseidon/*/*.yml"),
+        "container environments": lab.ssh(
+            server, "docker ps -q | xargs docker inspect --format '{{json .Config.Env}}'"
+        ),
+        "service logs": lab.ssh(
+            server, "for s in $(docker service ls -q); do docker service logs $s 2>&1; done"
+        ),
+    }
+    for place, text in places.items():
+        leaked = [name for name, value in secrets.items() if value in text]
+        assert not leaked, f"{', '.join(leaked)} found in the {place}"
+    # Secrets reach the containers as files only, named after a hash of their value.
+    names = lab.ssh(server, "docker secret ls --format '{{.Name}}'").split()
+    assert {n.rsplit("_", 1)[0] for n in names} >= {
+        "psn-postgres_postgres_password",
+        "psn-postgres_postgres_db_password",
+        "psn-redis_redis_password",
+    }
+    mounts = in_task(lab, "psn-postgres_postgres", "ls /run/secrets")
+    assert mounts.split() == ["postgres_db_password", "postgres_password"]
+
+
+def test_second_run_changes_nothing(lab, first_run, certs_root, workdir, archive):
+    before = updated_at(lab)
+    started = time.monotonic()
+    tags = ",".join(BASE_ROLES + DATA_ROLES)
+    res = deploy(first_run, certs_root, workdir / "run2", tags, archive)
+    print(f"\nsecond run: {time.monotonic() - started:.0f}s")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = summary_rows(res.stderr)
+    assert set(DATA_ROLES) <= set(rows), res.stderr
+    assert {role: row["changed"] for role, row in rows.items()} == dict.fromkeys(rows, 0)
+    totals = recap(workdir / "run2")
+    assert totals["changed"] == 0 and totals["failed"] == 0 and totals["ok"] > 0
+    assert updated_at(lab) == before
+
+
+def test_redis_tag_touches_only_the_redis_stack(lab, first_run, certs_root, workdir, archive):
+    """Runs last: it changes Redis' configuration."""
+    [server] = lab.servers
+    before = updated_at(lab)
+    res = deploy(
+        first_run, certs_root, workdir / "run3", "redis", archive, "-e", "redis__maxmemory=256mb"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = summary_rows(res.stderr)
+    assert set(rows) == {"precheck", "redis"}, res.stderr
+    after = updated_at(lab)
+    assert after["psn-redis_redis"] != before["psn-redis_redis"]
+    assert {k: v for k, v in after.items() if k != "psn-redis_redis"} == {
+        k: v for k, v in before.items() if k != "psn-redis_redis"
+    }
+    password = secrets_of(first_run)["passwords.redis_user"]
+    maxmemory = in_task(
+        lab, "psn-redis_redis", f"REDISCLI_AUTH={password} redis-cli config get maxmemory"
+    )
+    assert maxmemory.split() == ["maxmemory", str(256 * 1024 * 1024)]
+    assert "maxmemory 256mb" in lab.ssh(server, "cat /opt/poseidon/redis/redis.conf")

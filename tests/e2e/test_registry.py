@@ -1,0 +1,330 @@
+"""The docker_registry role on two emulated Debian 12 servers, deployed with ./deploy_psn.sh.
+
+Server 1 carries every role (and so the registry), server 2 only backend and mail. A small image
+archive (psn/registry and psn/etcd, built here when missing) stands in for the distribution's.
+After the first run the registry answers over TLS signed by the installation-internal CA,
+server 2 pulls an image from it with Docker verifying that certificate (no insecure-registries),
+and a second run with the same archive pushes nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from psn import __version__, images
+from psn.certs import generate_self_signed
+from psn.genpwd import fill_secrets
+from psn.inventory import yaml_round_trip
+from psn.names import certificate_names, default_domain
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_HOST = "host.example.com"
+DOMAIN = "example.com"
+VERSION = __version__
+REGISTRY = "psn-private-registry:5001"
+ARCHIVE_IMAGES = ("registry", "etcd")
+ROLES = ("common", "swarm", "certificates", "docker_registry")
+COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
+CERTS_D_CA = f"/etc/docker/certs.d/{REGISTRY}/ca.crt"
+MANIFEST_PUT = re.compile(r'"PUT /v2/psn/[^ ]+/manifests/')
+
+
+def write_inventory(path: Path, lab) -> Path:
+    """The template inventory: server 1 in every group, server 2 in backend and mail."""
+    first, second = lab.servers
+    yaml_rt = yaml_round_trip()
+    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
+    doc = yaml_rt.load(text.replace(f"{TEMPLATE_HOST}:", f"{first.name}:"))
+    doc["all"]["hosts"] = {server.name: lab.hostvars(server) for server in lab.servers}
+    for group in ("backend", "mail"):
+        doc["all"]["children"][group]["hosts"][second.name] = None
+    with path.open("w", encoding="utf-8") as handle:
+        yaml_rt.dump(doc, handle)
+    fill_secrets(path)
+    return path
+
+
+def deploy(
+    inventory: Path, certs_root: Path, log_dir: Path, tags: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`./deploy_psn.sh deploy` as an operator runs it; output captured."""
+    log_dir.mkdir(exist_ok=True)
+    argv = [
+        str(ROOT / "deploy_psn.sh"),
+        "--skip-checksum",
+        "deploy",
+        str(inventory),
+        "--certs-dir",
+        str(certs_root),
+        "--log-dir",
+        str(log_dir),
+        "-t",
+        tags,
+        # Emulated servers on a 2-core machine are below the guide's hardware minimums.
+        "-e",
+        "precheck__hardware=warn",
+        *extra,
+    ]
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+    )
+
+
+def summary_rows(output: str) -> dict[str, dict[str, int]]:
+    """The per-role table of the deployment summary: role -> ok/changed/failed/unreachable."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if len(cells) >= 6 and cells[0].isidentifier() and all(c.isdigit() for c in cells[1:6]):
+            rows[cells[0]] = dict(zip(COLUMNS, map(int, cells[1:6]), strict=True))
+    return rows
+
+
+def print_summary(title: str, res: subprocess.CompletedProcess[str], seconds: float) -> None:
+    """The deployment summary table (roles, counts, durations) in the test output."""
+    table = [line for line in res.stderr.splitlines() if "│" in line or "┃" in line]
+    print(f"\n{title}: {seconds:.0f}s\n" + "\n".join(table))
+
+
+def newest_log(log_dir: Path) -> str:
+    return max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime).read_text()
+
+
+def recap(log_dir: Path) -> dict[str, int]:
+    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
+    totals: dict[str, int] = {}
+    text = newest_log(log_dir)
+    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", text, re.MULTILINE):
+        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """A small image archive: psn/registry and psn/etcd of this version (built when missing)."""
+    if not images.engine_answers():
+        pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
+    tags = [images.image_tag(name, VERSION) for name in ARCHIVE_IMAGES]
+    missing = [
+        name for name, tag in zip(ARCHIVE_IMAGES, tags, strict=True) if not images.image_exists(tag)
+    ]
+    if missing:
+        started = time.monotonic()
+        images.build_images(ROOT, VERSION, only=missing)
+        print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
+    path = tmp_path_factory.mktemp("archive") / f"psn-images-{VERSION}.tar.gz"
+    with path.open("wb") as out:
+        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
+        gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
+        assert save.wait() == 0 and gz.returncode == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(emulated_servers):
+    started = time.monotonic()
+    lab = emulated_servers(2, prefix="reg")
+    print(f"\n2 emulated servers up in {time.monotonic() - started:.1f}s")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def certs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("certificates")
+    generate_self_signed(
+        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="module")
+def first_run(lab, archive, certs_root, workdir):
+    inventory = write_inventory(workdir / "hosts.yml", lab)
+    started = time.monotonic()
+    res = deploy(
+        inventory,
+        certs_root,
+        workdir / "run1",
+        ",".join(ROLES),
+        "-e",
+        f"docker_registry__archive={archive}",
+    )
+    print_summary(f"first run ({', '.join(ROLES)})", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return inventory
+
+
+def internal_dir(certs_root: Path) -> Path:
+    return certs_root / default_domain(DOMAIN) / "internal"
+
+
+def test_internal_ca_stays_on_the_installer(lab, first_run, certs_root):
+    internal = internal_dir(certs_root)
+    assert (internal / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (internal / "psn-private-registry.key").stat().st_mode & 0o777 == 0o600
+    ca_pem = (internal / "ca.crt").read_text()
+    operator_ca = (certs_root / default_domain(DOMAIN) / "ca.crt").read_text()
+    assert ca_pem != operator_ca
+    key_line = (internal / "ca.key").read_text().splitlines()[1]
+    for server in lab.servers:
+        # Docker and the system trust the internal CA; no CA key is anywhere on a server.
+        assert lab.ssh(server, f"cat '{CERTS_D_CA}'") == ca_pem
+        trusted = lab.ssh(server, "cat /etc/ssl/certs/ca-certificates.crt").replace("\n", "")
+        assert "".join(ca_pem.splitlines()[1:-1]) in trusted
+        found = lab.ssh(
+            server, f"grep -rlF '{key_line}' /etc /opt /root /tmp /var/tmp; echo rc=$?", check=False
+        )
+        assert found.strip() == "rc=1", found
+        daemon = json.loads(lab.ssh(server, "cat /etc/docker/daemon.json"))
+        assert "insecure-registries" not in daemon
+
+
+def test_registry_runs_as_a_plain_container_with_tls(lab, first_run):
+    first, _ = lab.servers
+    info = json.loads(lab.ssh(first, "docker inspect psn-private-registry"))[0]
+    assert info["Config"]["Image"] == f"psn/registry:{VERSION}"
+    assert info["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert "com.docker.swarm.service.id" not in info["Config"]["Labels"]
+    assert info["HostConfig"]["PortBindings"]["5001/tcp"][0]["HostPort"] == "5001"
+    assert not any("KEY" in e.upper() and "=" in e for e in info["Config"]["Env"])
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert mounts["/var/lib/docker-registry"]["Type"] == "volume"
+    for path in ("/run/secrets/registry.key", "/run/secrets/registry.crt"):
+        assert mounts[path]["RW"] is False
+    assert (
+        mounts["/etc/docker/registry/config.yml"]["Source"] == "/opt/poseidon/registry/config.yml"
+    )
+    modes = lab.ssh(first, "stat -c '%n %a %u' /opt/poseidon/registry/tls/*").split("\n")
+    assert sorted(filter(None, modes)) == [
+        "/opt/poseidon/registry/tls/registry.crt 640 901",
+        "/opt/poseidon/registry/tls/registry.key 600 901",
+    ]
+    # The image's own healthcheck passes over TLS (its first probe comes after 30 s).
+    deadline = time.monotonic() + 90
+    state = ""
+    while time.monotonic() < deadline:
+        state = lab.ssh(
+            first, "docker inspect -f '{{.State.Health.Status}}' psn-private-registry"
+        ).strip()
+        if state == "healthy":
+            break
+        time.sleep(3)
+    assert state == "healthy"
+
+
+def https_get(lab, server, url: str, cafile: str | None = None) -> str:
+    """GET `url` from `server` with Python (the servers have no curl): "<status> <body>" or the
+    TLS error. Without `cafile` the system trust store verifies the certificate."""
+    script = (
+        "import ssl, sys, urllib.request\n"
+        "ctx = ssl.create_default_context(cafile=sys.argv[2] or None)\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(sys.argv[1], context=ctx, timeout=10)\n"
+        "    print(r.status, r.read().decode())\n"
+        "except Exception as exc:\n"
+        "    print('error', exc)\n"
+    )
+    return lab.ssh(server, f"python3 -c {shlex.quote(script)} {url} '{cafile or ''}'").strip()
+
+
+def test_server_two_reaches_the_registry_over_verified_tls(lab, first_run):
+    first, second = lab.servers
+    hosts = lab.ssh(second, "getent hosts psn-private-registry").split()
+    assert hosts[0] == first.address
+    # The system trust store holds the internal CA; Docker's certs.d too.
+    assert https_get(lab, second, f"https://{REGISTRY}/v2/") == "200 {}"
+    catalog = https_get(lab, second, f"https://{REGISTRY}/v2/_catalog", CERTS_D_CA)
+    assert catalog.startswith("200 ")
+    # The operator's CA did not sign the registry's certificate: verification is really on.
+    refused = https_get(lab, second, f"https://{REGISTRY}/v2/", "/opt/poseidon/certificates/ca.crt")
+    assert refused.startswith("error") and "CERTIFICATE_VERIFY_FAILED" in refused, refused
+
+
+def test_server_two_pulls_an_image(lab, first_run):
+    first, second = lab.servers
+    image = f"{REGISTRY}/psn/etcd:{VERSION}"
+    lab.ssh(second, f"docker pull -q {image}")
+    pulled = lab.ssh(second, f"docker image inspect -f '{{{{.Id}}}}' {image}").strip()
+    local = lab.ssh(first, f"docker image inspect -f '{{{{.Id}}}}' psn/etcd:{VERSION}").strip()
+    assert pulled == local
+    status, body = https_get(lab, second, f"https://{REGISTRY}/v2/_catalog").split(" ", 1)
+    assert status == "200"
+    assert {"psn/etcd", "psn/registry"} <= set(json.loads(body)["repositories"])
+
+
+def test_second_run_pushes_nothing(lab, first_run, certs_root, workdir, archive):
+    first, _ = lab.servers
+    logs = lambda: lab.ssh(first, "docker logs psn-private-registry 2>&1")  # noqa: E731
+    puts_before = len(MANIFEST_PUT.findall(logs()))
+    assert puts_before >= len(ARCHIVE_IMAGES)
+    started = time.monotonic()
+    res = deploy(
+        first_run,
+        certs_root,
+        workdir / "run2",
+        "docker_registry",
+        "-e",
+        f"docker_registry__archive={archive}",
+    )
+    print_summary("second run (docker_registry)", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = summary_rows(res.stderr)
+    assert "docker_registry" in rows, res.stderr
+    assert {role: row["changed"] for role, row in rows.items()} == dict.fromkeys(rows, 0)
+    totals = recap(workdir / "run2")
+    assert totals["changed"] == 0 and totals["failed"] == 0 and totals["ok"] > 0
+    assert "pushed in this run: none" in newest_log(workdir / "run2")
+    assert len(MANIFEST_PUT.findall(logs())) == puts_before
+
+
+def test_a_foreign_image_under_a_tag_is_replaced(lab, first_run, certs_root, workdir, archive):
+    """The registry holds another image under psn/etcd:<v>: the next run pushes etcd again."""
+    first, second = lab.servers
+    etcd, wrong = f"{REGISTRY}/psn/etcd:{VERSION}", f"{REGISTRY}/psn/registry:{VERSION}"
+    lab.ssh(second, f"docker pull -q {wrong} && docker tag {wrong} {etcd} && docker push -q {etcd}")
+    res = deploy(
+        first_run,
+        certs_root,
+        workdir / "run3",
+        "docker_registry",
+        "-e",
+        f"docker_registry__archive={archive}",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"pushed in this run: psn/etcd:{VERSION}." in newest_log(workdir / "run3")
+    lab.ssh(second, f"docker rmi -f {etcd} >/dev/null && docker pull -q {etcd}")
+    pulled = lab.ssh(second, f"docker image inspect -f '{{{{.Id}}}}' {etcd}").strip()
+    local = lab.ssh(first, f"docker image inspect -f '{{{{.Id}}}}' psn/etcd:{VERSION}").strip()
+    assert pulled == local
+
+
+def test_missing_archive_is_refused_with_the_fix(lab, first_run, certs_root, workdir):
+    missing = workdir / "nowhere" / f"psn-images-{VERSION}.tar.gz"
+    res = deploy(
+        first_run,
+        certs_root,
+        workdir / "run4",
+        "docker_registry",
+        "-e",
+        f"docker_registry__archive={missing}",
+    )
+    assert res.returncode == 4, res.stdout + res.stderr
+    message = " ".join(res.stderr.split())
+    assert str(missing) in message and "images build" in message and "images save" in message
