@@ -34,8 +34,10 @@ ensure_venv() {
   ensure_python
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   local pip=("$VENV/bin/pip" install --quiet --disable-pip-version-check)
-  if [ -d "$ROOT/wheels" ]; then
-    pip+=(--no-index --find-links "$ROOT/wheels")  # offline distribution
+  # An unpacked offline distribution installs from its wheels only; a development checkout
+  # (which may hold wheels/ from a `dist build --offline`) keeps using the package index.
+  if [ -d "$ROOT/wheels" ] && [ ! -d "$ROOT/.git" ]; then
+    pip+=(--no-index --find-links "$ROOT/wheels")
   fi
   echo "deploy_psn.sh: installing the installer's Python packages into $VENV" >&2
   "${pip[@]}" --editable "$ROOT${extras:+[$extras]}"

@@ -251,9 +251,44 @@ def dist_group() -> None:
 @click.option(
     "--without-images", is_flag=True, help="Leave the image archive out (no offline install)."
 )
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Also pack offline/apt/ (Debian packages the servers need, for inventories with "
+    'offline: "True") and wheels/ (the installer\'s Python packages). Needs Docker and the '
+    "Debian mirror and package index on this machine.",
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="With --offline: build offline/apt/ and wheels/ again instead of reusing them.",
+)
+@click.option(
+    "--offline-package",
+    "offline_packages",
+    multiple=True,
+    metavar="NAME",
+    help="With --offline: one more Debian package for offline/apt/ (e.g. an entry of "
+    "common__extra_packages); repeat for more.",
+)
 @pass_state
-def dist_build(state: State, out_dir: Path, version: str, without_images: bool) -> None:
+def dist_build(
+    state: State,
+    out_dir: Path,
+    version: str,
+    without_images: bool,
+    offline: bool,
+    rebuild: bool,
+    offline_packages: tuple[str, ...],
+) -> None:
     """Write PSN_<version>.tgz with .md5, .sha256, a manifest and the image archive inside."""
+    from psn import offline as offline_mod  # only this command uses it
+
+    if (rebuild or offline_packages) and not offline:
+        raise InputError(
+            "Options that need --offline",
+            [Problem("--rebuild and --offline-package apply to --offline", fix="add --offline")],
+        )
     extra: list[str] = []
     if not without_images:
         archive = image_archive(state.root, version)
@@ -269,6 +304,32 @@ def dist_build(state: State, out_dir: Path, version: str, without_images: bool) 
                 ],
             )
         extra.append(archive.relative_to(state.root).as_posix())
+    if offline:
+
+        def say(message: str) -> None:
+            err.print(f"  {escape(message)}")
+
+        repo = offline_mod.build_apt_repo(
+            state.root,
+            version,
+            extra_packages=offline_packages,
+            rebuild=rebuild,
+            progress=say,
+        )
+        how = "reused" if repo.cached else f"{repo.downloaded} downloaded"
+        err.print(
+            f"[green]✓[/] {offline_mod.APT_DIR}/: {repo.packages} packages, "
+            f"{repo.size / 1e6:.0f} MB ({how}, {repo.seconds:.0f} s)"
+        )
+        if repo.note:
+            err.print(f"[yellow]![/] {escape(repo.note)}")
+        wheels = offline_mod.build_wheels(state.root, rebuild=rebuild, progress=say)
+        how = "reused" if wheels.cached else "collected"
+        err.print(
+            f"[green]✓[/] {offline_mod.WHEELS_DIR}/: {wheels.wheels} wheels, "
+            f"{wheels.size / 1e6:.0f} MB ({how}, {wheels.seconds:.0f} s)"
+        )
+        extra += offline_mod.artifact_files(state.root)
     result = dist.build_distribution(state.root, out_dir, version, extra)
     for path in (result.tgz, result.md5, result.sha256):
         err.print(f"  wrote {path}")
