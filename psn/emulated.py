@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from psn import __version__
 from psn.errors import DeployError, Problem
+from psn.images import engine_answers
 
 IMAGE_NAME = "psn/emulated-server"
 LABEL = "io.psn.emulated"
@@ -226,22 +227,6 @@ def _docker(
             [Problem((res.stderr or res.stdout).strip(), value=shlex.join(argv))],
         )
     return res
-
-
-def engine_answers(docker: str = "docker") -> bool:
-    """True when a Docker engine answers `docker info`."""
-    try:
-        res = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return res.returncode == 0 and bool(res.stdout.strip())
 
 
 def require_engine(docker: str = "docker") -> None:
