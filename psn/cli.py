@@ -170,11 +170,6 @@ def dns_cmd(inventory: Path) -> None:
     out.print(dns.render_zone(inv), end="", markup=False)
 
 
-def image_archive(root: Path, version: str) -> Path:
-    """Where `images save` writes the archive that `dist build` packs (guide §4.1)."""
-    return root / "images" / "dist" / f"psn-images-{version}.tar.gz"
-
-
 def _image_progress(step: images.Progress) -> None:
     if step.event == "start":
         err.print(f"[{step.index}/{step.total}] {escape(step.detail)} …")
@@ -226,7 +221,7 @@ def images_build(
 def images_save(state: State, version: str, out_path: Path | None) -> None:
     """Write every image into ONE archive (shared layers stored once)."""
     path = images.save_images(
-        state.root, version, out_path or image_archive(state.root, version), _image_progress
+        state.root, version, out_path or images.archive_path(state.root, version), _image_progress
     )
     err.print(f"[green]✓[/] {path} ({path.stat().st_size / 1e6:.0f} MB)")
 
@@ -291,7 +286,7 @@ def dist_build(
         )
     extra: list[str] = []
     if not without_images:
-        archive = image_archive(state.root, version)
+        archive = images.archive_path(state.root, version)
         if not archive.is_file():
             raise InputError(
                 "No image archive to pack",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from psn import deploy, emulated
+from psn import __version__, deploy, emulated, images
 from psn.certs import generate_self_signed
 from psn.dns import render_zone
 from psn.errors import DeployError, Problem
@@ -73,7 +73,16 @@ def _ensure_engine(root: Path, console: Console) -> None:
 def demo_up(root: Path, console: Console) -> None:
     """Start the demo server, prepare inventory, secrets and certificates, then deploy."""
     _ensure_engine(root, console)
-    console.print("Building the emulated-server image (cached after the first time)…")
+    console.print("Building the images and their archive (cached after the first time)…")
+    images.ensure_archive(
+        root,
+        __version__,
+        lambda step: (
+            console.print(f"  {step.event} {step.image or 'archive'} {step.detail}")
+            if step.event != "start"
+            else None
+        ),
+    )
     image = emulated.build_image(root)
     state = demo_dir(root) / "emulated"
     state.mkdir(parents=True, exist_ok=True)

@@ -515,6 +515,10 @@ def start_servers(
             _create(server, everyone.values(), image, key, docker)
         for server in created:
             _docker(docker, "start", server.container, what=f"starting {server.name}")
+        # A stopped server (its engine died, the machine rebooted) boots again with its disk.
+        for server in servers:
+            if server.name in existing and not _running(server, docker):
+                _docker(docker, "start", server.container, what=f"starting {server.name} again")
         if existing:
             _add_host_entries(list(everyone.values()), docker)
         _use_upstream_dns(created, docker)
@@ -637,6 +641,11 @@ def list_servers(network: str = DEFAULT_NETWORK, *, docker: str = "docker") -> l
         )
         servers.append(Server(name, address, network, info["Name"].lstrip("/"), volume))
     return sorted(servers, key=lambda s: ipaddress.IPv4Address(s.address or "0.0.0.0"))
+
+
+def _running(server: Server, docker: str) -> bool:
+    res = _docker(docker, "inspect", "-f", "{{.State.Running}}", server.container, check=False)
+    return res.stdout.strip() == "true"
 
 
 def _boot_state(server: Server, docker: str) -> str:

@@ -388,6 +388,20 @@ def build_images(
     return [results[comp.name] for comp in order]
 
 
+def archive_path(root: Path, version: str) -> Path:
+    """Where `images save` writes the archive that `dist build` packs and the registry loads."""
+    return Path(root) / "images" / "dist" / f"psn-images-{version}.tar.gz"
+
+
+def ensure_archive(root: Path, version: str, progress: ProgressCallback | None = None) -> Path:
+    """Build what is missing or outdated (layer cache on) and save the archive when needed."""
+    results = build_images(root, version, progress=progress)
+    path = archive_path(root, version)
+    if not path.is_file() or any(not r.cached for r in results):
+        save_images(root, version, path, progress)
+    return path
+
+
 def image_tags(root: Path, version: str) -> list[str]:
     """Tags of every image of the suite, base first, in build order."""
     return [c.tag(version) for c in build_order(discover(Path(root)))]
