@@ -85,6 +85,9 @@ def demo_up(root: Path, console: Console) -> None:
     )
     image = emulated.build_image(root)
     state = demo_dir(root) / "emulated"
+    if not (state / emulated.KEY_FILE).exists():
+        # A server left from a demo whose state is gone would not know our SSH key.
+        emulated.stop_servers(DEMO_NETWORK)
     state.mkdir(parents=True, exist_ok=True)
     server = emulated.start_servers([DEMO_HOST], DEMO_NETWORK, state_dir=state, image=image)[0]
     inventory = write_demo_inventory(root, emulated.hostvars(server, state))
