@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from psn import __version__, certs, demo, deploy, dist, dns, genpwd, images, validate
+from psn import __version__, certs, demo, deploy, dist, dns, genpwd, images, status, validate
 from psn.console import make_console, render_problems, summary_line
 from psn.errors import InputError, Problem, PsnError
 from psn.names import certificate_names, default_domain
@@ -395,6 +395,33 @@ def precheck_cmd(
 ) -> None:
     """Check every server of INVENTORY (OS, hardware, ports, clock, names); changes nothing."""
     _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/precheck.yml")
+
+
+@cli.command("status", context_settings=PASS_THROUGH)
+@inventory_argument
+@ansible_args_argument
+@certs_dir_option
+@log_dir_option
+@pass_state
+def status_cmd(
+    state: State,
+    inventory: Path,
+    ansible_args: tuple[str, ...],
+    certs_dir: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """Every deployed service of INVENTORY: replicas and health; exit 6 when degraded."""
+    statuses = status.collect(
+        state.root,
+        inventory,
+        list(ansible_args),
+        certs_root=state.certs_root(certs_dir),
+        log_dir=log_dir or state.root,
+        console=err,
+    )
+    status.render(statuses, out)
+    status.verdict(statuses)
+    out.print(f"[green]✓ all {len(statuses)} services run every replica[/]")
 
 
 @cli.command("demo")

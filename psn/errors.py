@@ -87,3 +87,9 @@ class ImageBuildError(PsnError):
         super().__init__(title, problems)
         self.image = image
         self.output = output
+
+
+class DegradedError(PsnError):
+    """The servers answer, but a service of the suite does not run as deployed."""
+
+    exit_code = 6

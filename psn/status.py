@@ -1,0 +1,165 @@
+"""`deploy_psn status`: the guide's `docker service ls | grep psn` check, judged.
+
+Expected services are those of the stack files the last deployment wrote on the first manager
+(/opt/poseidon/psn-<stack>-stack.yml); each is compared with the swarm: desired and running
+replicas, an update in progress or paused, and the health of its containers on every server.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from psn import runner
+from psn.deploy import log_path_for, preflight
+from psn.errors import DegradedError, DeployError
+
+STATUS_PLAYBOOK = "playbooks/status.yml"
+# Update states of a service that need the operator (docker service inspect .UpdateStatus).
+BAD_UPDATE_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
+
+
+@dataclass
+class ServiceStatus:
+    """One expected service as the swarm runs it."""
+
+    name: str
+    expected: str  # replicas the stack file asks for, or "global"
+    running: int | None = None  # None: the service does not exist
+    desired: int | None = None
+    update: str = ""
+    health: dict[str, int] = field(default_factory=dict)  # healthy/unhealthy/starting -> count
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def expected_services(stacks: Mapping[str, str]) -> dict[str, str]:
+    """Service name -> expected replicas ("global" for global services), from the stack files."""
+    expected = {}
+    for path, text in stacks.items():
+        stack = Path(path).name.removesuffix("-stack.yml")
+        doc = yaml.safe_load(text) or {}
+        for name, spec in (doc.get("services") or {}).items():
+            deploy = (spec or {}).get("deploy") or {}
+            replicas = (
+                "global" if deploy.get("mode") == "global" else str(deploy.get("replicas", 1))
+            )
+            expected[f"{stack}_{name}"] = replicas
+    return expected
+
+
+def _health(status: str) -> str:
+    """Health of a container from its `docker ps` status text."""
+    for word in ("unhealthy", "health: starting", "healthy"):
+        if f"({word})" in status:
+            return word.removeprefix("health: ")
+    return "no check"
+
+
+def evaluate(report: Mapping[str, Any]) -> list[ServiceStatus]:
+    """Judge the state the status playbook collected."""
+    actual = {}
+    for line in report.get("services", []):
+        name, _mode, replicas = line.split("\t")
+        running, _, desired = replicas.split()[0].partition("/")
+        actual[name] = (int(running), int(desired))
+    updates = dict(line.split("\t", 1) for line in report.get("updates", []) if "\t" in line)
+    statuses = []
+    for name, expected in sorted(expected_services(report.get("stacks", {})).items()):
+        status = ServiceStatus(name, expected)
+        statuses.append(status)
+        if name not in actual:
+            status.problems.append("not deployed")
+            continue
+        status.running, status.desired = actual[name]
+        status.update = updates.get(name, "")
+        if expected != "global" and status.desired != int(expected):
+            status.problems.append(f"scaled to {status.desired}, the stack file says {expected}")
+        if status.running < status.desired or status.desired == 0:
+            status.problems.append(f"{status.running} of {status.desired} replicas running")
+        if status.update in BAD_UPDATE_STATES:
+            status.problems.append(f"update {status.update.replace('_', ' ')}")
+    by_name = {s.name: s for s in statuses}
+    for host, lines in sorted(report.get("containers", {}).items()):
+        if lines is None:
+            for status in statuses:
+                status.problems.append(f"{host} did not answer")
+            continue
+        for line in lines:
+            service, _, text = line.partition("\t")
+            if service in by_name:
+                health = _health(text)
+                by_name[service].health[health] = by_name[service].health.get(health, 0) + 1
+    for status in statuses:
+        if status.health.get("unhealthy"):
+            status.problems.append(f"{status.health['unhealthy']} container(s) unhealthy")
+    return statuses
+
+
+def collect(
+    root: Path,
+    inventory: Path,
+    ansible_args: list[str],
+    *,
+    certs_root: Path,
+    log_dir: Path,
+    console: Console,
+) -> list[ServiceStatus]:
+    """Run the read-only status playbook against the inventory's servers and judge the result.
+
+    Raises InputError for a bad inventory (nothing runs) and DeployError when the servers could
+    not be asked.
+    """
+    inv, _warnings = preflight(inventory, root, certs_root)
+    with tempfile.TemporaryDirectory(prefix="psn-status-") as tmp:
+        report_path = Path(tmp) / "status.json"
+        summary = runner.run_playbook(
+            root,
+            inventory,
+            ansible_args,
+            secrets=inv.secret_values(),
+            log_path=log_path_for(log_dir),
+            console=console,
+            playbook=STATUS_PLAYBOOK,
+            extravars={"psn_status_file": str(report_path)},
+        )
+        if not summary.succeeded or not report_path.is_file():
+            runner.render_summary(summary, console)
+            raise DeployError(f"Could not read the state of the servers; log: {summary.log_path}")
+        report = json.loads(report_path.read_text("utf-8"))
+    return evaluate(report)
+
+
+def render(statuses: list[ServiceStatus], console: Console) -> None:
+    """The table of services."""
+    table = Table(title="PSN services", title_justify="left")
+    for column in ("service", "replicas", "health", "state"):
+        table.add_column(column)
+    for s in statuses:
+        replicas = "-" if s.running is None else f"{s.running}/{s.desired}"
+        if s.expected != "global":
+            replicas += f" (expected {s.expected})"
+        health = ", ".join(f"{n} {k}" for k, n in sorted(s.health.items())) or "-"
+        state = "[green]✓ ok[/]" if s.ok else "[red]✗ " + "; ".join(s.problems) + "[/]"
+        table.add_row(s.name, replicas, health, state)
+    console.print(table)
+
+
+def verdict(statuses: list[ServiceStatus]) -> None:
+    """Raise DegradedError unless something is deployed and every service is fine."""
+    bad = [s.name for s in statuses if not s.ok]
+    if not statuses:
+        raise DegradedError("No PSN stack is deployed (no /opt/poseidon/psn-*-stack.yml)")
+    if bad:
+        raise DegradedError(f"{len(bad)} of {len(statuses)} services degraded: {', '.join(bad)}")
