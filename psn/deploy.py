@@ -17,7 +17,8 @@ from psn.validate import check_installation
 
 
 def log_path_for(log_dir: Path) -> Path:
-    """`deploy_psn_<DATE>.log` (guide §4.3.1) in `log_dir`."""
+    """`deploy_psn_<DATE>.log` (guide §4.3.1) in `log_dir`, which is created when missing."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     return log_dir / f"deploy_psn_{datetime.now():%Y-%m-%d_%H-%M-%S}.log"
 
 

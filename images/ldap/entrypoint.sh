@@ -14,6 +14,12 @@ set -eu
 pwfile="${PSN_LDAP_DM_PASSWORD_FILE:-$PSN_SECRETS_DIR/ldap_dm_password}"
 [ -r "$pwfile" ] || psn_die "no Directory Manager password: mount it as $pwfile"
 rm -f /tmp/psn-ldap-ready
+# The database cache is sized at every start from the memory the container may use
+# (nsslapd-cache-autosize), but the size of the previous start is kept in dse.ldif and refused
+# as "too large" when the memory limit went down: drop it so that it is computed afresh.
+if [ -f /data/config/dse.ldif ]; then
+    sed -i '/^nsslapd-dbcachesize: /d' /data/config/dse.ldif
+fi
 if [ -r "$PSN_SECRETS_DIR/ldap_tls_cert" ] && [ -r "$PSN_SECRETS_DIR/ldap_tls_key" ] &&
     [ -r "$PSN_SECRETS_DIR/ldap_tls_ca" ]; then
     install -d -m 0700 /data/tls /data/tls/ca

@@ -1,11 +1,12 @@
-"""The data services (etcd, postgres, redis, syslog) on one emulated Debian 12 server.
+"""The data services (etcd, postgres, redis, ldap, syslog) on one emulated Debian 12 server.
 
 The template inventory with the server in every group (syslog included), passwords from genpwd
 and a self-signed certificate set; `./deploy_psn.sh` deploys the platform from scratch: the base
-roles, the registry (loaded from a small archive of the images these stacks need) and the four
-data stacks. Then: each service answers over its protocol with the configured password, no secret
+roles, the registry (loaded from a small archive of the images these stacks need) and the five
+data stacks. Then: each service answers over its protocol with the configured password, the
+directory has its tree, accounts and access rules and the guide's backup line works, no secret
 value shows in the deploy log, a service spec, a stack file or a container's environment, a
-second run changes nothing (no service's UpdatedAt moves), and `-t redis` updates the redis stack
+second run changes nothing (no service's UpdatedAt moves), and `-t ldap` updates the ldap stack
 only.
 """
 
@@ -15,6 +16,8 @@ import json
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -34,13 +37,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_HOST = "host.example.com"
 DOMAIN = "example.com"
 VERSION = __version__
-ARCHIVE_IMAGES = ("registry", "etcd", "postgres", "redis", "syslog-ng")
+ARCHIVE_IMAGES = ("registry", "etcd", "postgres", "redis", "ldap", "syslog-ng")
 BASE_ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
-DATA_ROLES = ("etcd", "postgres", "redis", "syslog")
+DATA_ROLES = ("etcd", "postgres", "redis", "ldap", "syslog")
 SERVICES = {
     "psn-etcd_etcd": "etcd",
     "psn-postgres_postgres": "postgres",
     "psn-redis_redis": "redis",
+    "psn-ldap_ldap": "ldap",
     "psn-syslog_ng_syslog-ng": "syslog_ng",
 }
 COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
@@ -288,9 +292,86 @@ def test_syslog_writes_the_log_tree(lab, first_run):
     assert "hello from the e2e test" in found
 
 
-def test_no_secret_value_leaks(lab, first_run, workdir):
+BASE_DN = "dc=example,dc=com"
+ADMIN_DN = f"uid=admin@{DOMAIN},ou=People,{BASE_DN}"
+MANAGER_DN = f"cn=Manager,{BASE_DN}"
+
+
+def ldap_whoami(lab, dn: str, password: str) -> str:
+    return in_task(
+        lab, "psn-ldap_ldap", f"ldapwhoami -x -D {shlex.quote(dn)} -w {shlex.quote(password)}"
+    )
+
+
+def test_ldap_binds_admin_of_the_default_tenant(lab, first_run):
+    passwords = secrets_of(first_run)
+    assert "uid=admin@example.com" in ldap_whoami(
+        lab, ADMIN_DN, passwords["passwords.default_tenant_admin_user"]
+    )
+    assert "Invalid credentials" in ldap_whoami(lab, ADMIN_DN, "wrong-password")
+    # The guide's §6.1 backup line (with cn= for its dn= typo), as an operator types it.
+    manager = passwords["passwords.ds389_manager_user"]
+    backup = in_task(
+        lab, "psn-ldap_ldap", f"ldapsearch -xD {MANAGER_DN} -w {shlex.quote(manager)} '*'"
+    )
+    for dn in (
+        ADMIN_DN,
+        f"cn=default,ou=Tenants,{BASE_DN}",
+        f"cn={DOMAIN},ou=Domains,{BASE_DN}",
+        f"uid=system,ou=Services,{BASE_DN}",
+    ):
+        assert f"dn: {dn}" in backup, backup
+    assert "result: 0 Success" in backup
+    # cn=Directory Manager has the same password.
+    assert "cn=directory manager" in ldap_whoami(lab, "cn=Directory Manager", manager).lower()
+
+
+def test_ldap_access_rules(lab, first_run):
+    """Services read users without their passwords; users see only themselves; anonymous nothing."""
+    passwords = secrets_of(first_run)
+    search = (
+        "ldapsearch -LLL -x -D {dn} -w {pw} '(mail=admin@example.com)' mail mailQuota userPassword"
+    )
+    anonymous = in_task(lab, "psn-ldap_ldap", "ldapsearch -LLL -x '(objectClass=*)' dn")
+    assert "dn:" not in anonymous and "Anonymous access is not allowed" in anonymous, anonymous
+    # The service accounts' passwords are derived (group_vars): read the container's secret.
+    mail_pw = in_task(lab, "psn-ldap_ldap", "cat /run/secrets/ldap_mail_password").strip()
+    found = in_task(
+        lab, "psn-ldap_ldap", search.format(dn=f"uid=mail,ou=Services,{BASE_DN}", pw=mail_pw)
+    )
+    assert "mail: admin@example.com" in found and "mailQuota: 1073741824" in found, found
+    assert "userPassword" not in found
+    admin_pw = passwords["passwords.default_tenant_admin_user"]
+    own = in_task(
+        lab,
+        "psn-ldap_ldap",
+        f"ldapsearch -LLL -x -D {ADMIN_DN} -w {shlex.quote(admin_pw)} '(mail=*)' dn",
+    )
+    assert own.split() == ["dn:", ADMIN_DN], own
+
+
+def test_ldaps_serves_the_operators_certificate(lab, first_run, certs_root):
+    """LDAPS on the host's port 636 (guide Table 8) with the operator's certificate."""
+    [server] = lab.servers
+    context = ssl.create_default_context(cafile=certs_root / DOMAIN / "ca.crt")
+    context.check_hostname = False
+    with (
+        socket.create_connection((server.address, 636), timeout=10) as sock,
+        context.wrap_socket(sock) as tls,
+    ):
+        served = ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+    expected = (certs_root / DOMAIN / "server.crt").read_text()
+    assert served.split("-----END CERTIFICATE-----")[0] in expected
+
+
+def test_no_secret_value_leaks(lab, first_run, workdir, certs_root):
     [server] = lab.servers
     secrets = secrets_of(first_run)
+    # Derived secrets too: the directory's service account passwords and the TLS key.
+    for name in ("ldap_mail_password", "ldap_groupware_password"):
+        secrets[name] = in_task(lab, "psn-ldap_ldap", f"cat /run/secrets/{name}").strip()
+    key_lines = (certs_root / DOMAIN / "server.nopass.key").read_text().splitlines()
+    secrets["server.nopass.key"] = max(key_lines, key=len)
     places = {
         "deploy logs": "\n".join(p.read_text() for p in workdir.rglob("deploy_psn_*.log")),
         "service specs": lab.ssh(server, "docker service ls -q | xargs docker service inspect"),
@@ -312,6 +393,8 @@ def test_no_secret_value_leaks(lab, first_run, workdir):
         "psn-postgres_postgres_password",
         "psn-postgres_postgres_db_password",
         "psn-redis_redis_password",
+        "psn-ldap_ldap_dm_password",
+        "psn-ldap_ldap_tls_key",
     }
     mounts = in_task(lab, "psn-postgres_postgres", "ls /run/secrets")
     assert mounts.split() == ["postgres_db_password", "postgres_password"]
@@ -332,24 +415,60 @@ def test_second_run_changes_nothing(lab, first_run, certs_root, workdir, archive
     assert updated_at(lab) == before
 
 
-def test_redis_tag_touches_only_the_redis_stack(lab, first_run, certs_root, workdir, archive):
-    """Runs last: it changes Redis' configuration."""
+def psn_status(
+    inventory: Path, certs_root: Path, log_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        str(ROOT / "deploy_psn.sh"),
+        "--skip-checksum",
+        "status",
+        str(inventory),
+        "--certs-dir",
+        str(certs_root),
+        "--log-dir",
+        str(log_dir),
+    ]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+    )
+
+
+def test_status_is_green_then_names_a_degraded_service(lab, first_run, certs_root, workdir):
+    res = psn_status(first_run, certs_root, workdir / "status")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for service in SERVICES:
+        assert re.search(rf"{service}\s.*1/1 \(expected 1\).*✓ ok", res.stdout), res.stdout
+    assert "healthy" in res.stdout
+    assert f"all {len(SERVICES)} services run every replica" in res.stdout
+    [server] = lab.servers
+    lab.ssh(server, "docker service scale --detach psn-redis_redis=0")
+    try:
+        res = psn_status(first_run, certs_root, workdir / "status")
+        assert res.returncode == 6, res.stdout + res.stderr
+        assert "scaled to 0, the stack file says 1" in res.stdout
+        assert "services degraded: psn-redis_redis" in res.stderr
+    finally:
+        lab.ssh(server, "docker service scale psn-redis_redis=1")
+
+
+def test_ldap_tag_touches_only_the_ldap_stack(lab, first_run, certs_root, workdir, archive):
+    """Runs last: it changes the directory's memory limit (guide §6.2 reinstalls with -t ldap)."""
     [server] = lab.servers
     before = updated_at(lab)
     res = deploy(
-        first_run, certs_root, workdir / "run3", "redis", archive, "-e", "redis__maxmemory=256mb"
+        first_run, certs_root, workdir / "run3", "ldap", archive, "-e", "ldap__memory_limit=768M"
     )
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
-    assert set(rows) == {"precheck", "redis"}, res.stderr
+    assert set(rows) == {"precheck", "ldap"}, res.stderr
     after = updated_at(lab)
-    assert after["psn-redis_redis"] != before["psn-redis_redis"]
-    assert {k: v for k, v in after.items() if k != "psn-redis_redis"} == {
-        k: v for k, v in before.items() if k != "psn-redis_redis"
+    assert after["psn-ldap_ldap"] != before["psn-ldap_ldap"]
+    assert {k: v for k, v in after.items() if k != "psn-ldap_ldap"} == {
+        k: v for k, v in before.items() if k != "psn-ldap_ldap"
     }
-    password = secrets_of(first_run)["passwords.redis_user"]
-    maxmemory = in_task(
-        lab, "psn-redis_redis", f"REDISCLI_AUTH={password} redis-cli config get maxmemory"
-    )
-    assert maxmemory.split() == ["maxmemory", str(256 * 1024 * 1024)]
-    assert "maxmemory 256mb" in lab.ssh(server, "cat /opt/poseidon/redis/redis.conf")
+    spec = json.loads(lab.ssh(server, "docker service inspect psn-ldap_ldap"))[0]["Spec"]
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 768 * 1024 * 1024
+    # The directory kept its data across the restart.
+    password = secrets_of(first_run)["passwords.default_tenant_admin_user"]
+    assert "uid=admin@example.com" in ldap_whoami(lab, ADMIN_DN, password)
