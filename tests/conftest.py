@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "inventory" / "hosts.yml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def certs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """certificates/ with a self-signed set for the template's domain."""
+    """certificates/ with a self-signed set for the template's domain (one per test module: the
+    end-to-end modules add the installation-internal CA to it)."""
     root = tmp_path_factory.mktemp("certificates")
     generate_self_signed(
         root / default_domain("example.com"), certificate_names("example.com", "{service}.{domain}")

@@ -19,75 +19,33 @@ import time
 from pathlib import Path
 
 import pytest
+from e2e_helpers import ROOT, deploy, recap, write_inventory
 
 from psn import __version__, images, offline
-from psn.certs import generate_self_signed
-from psn.genpwd import fill_secrets
-from psn.inventory import yaml_round_trip
-from psn.names import certificate_names, default_domain
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_HOST = "host.example.com"
-DOMAIN = "example.com"
 MIRRORS = ("deb.debian.org", "security.debian.org")
 BLOCK_MARK = "# psn-e2e: no mirror"
 REPO_ON_SERVER = "/opt/poseidon/offline/apt"
 APT_CONF = "/etc/apt/apt.conf.d/00psn-offline"
 
 
-def write_inventory(path: Path, lab, offline_flag: str) -> Path:
-    """inventory/hosts.yml with the lab's server as every role and `offline` set."""
-    [server] = lab.servers
-    yaml = yaml_round_trip()
-    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
-    doc = yaml.load(text.replace(f"{TEMPLATE_HOST}:", f"{server.name}:"))
-    doc["all"]["hosts"] = {server.name: lab.hostvars(server)}
-    doc["all"]["vars"]["offline"] = offline_flag
-    with path.open("w", encoding="utf-8") as handle:
-        yaml.dump(doc, handle)
-    fill_secrets(path)
-    return path
+def write_offline_inventory(path: Path, lab, offline_flag: str) -> Path:
+    """The template inventory with `offline` set."""
+
+    def set_offline(doc) -> None:
+        doc["all"]["vars"]["offline"] = offline_flag
+
+    return write_inventory(path, lab, set_offline)
 
 
-def deploy(inventory: Path, certs_root: Path, log_dir: Path, *extra: str):
+def deploy_common(inventory: Path, certs_root: Path, log_dir: Path, *extra: str):
     """`./deploy_psn.sh deploy -t common` as an operator runs it; output captured."""
-    log_dir.mkdir(exist_ok=True)
-    argv = [
-        str(ROOT / "deploy_psn.sh"),
-        "--skip-checksum",
-        "deploy",
-        str(inventory),
-        "--certs-dir",
-        str(certs_root),
-        "--log-dir",
-        str(log_dir),
-        "-t",
-        "common",
-        "-e",
-        f"psn_certificates_dir={certs_root / default_domain(DOMAIN)}",
-        "-e",
-        "precheck__hardware=warn",
-        *extra,
-    ]
-    env = {**os.environ, "COLUMNS": "160"}
     started = time.monotonic()
-    res = subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
-    )
+    res = deploy(inventory, certs_root, log_dir, "common", *extra)
     print(f"\n{log_dir.name}: deploy -t common in {time.monotonic() - started:.0f}s")
     return res
-
-
-def recap(log_dir: Path) -> dict[str, int]:
-    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
-    log = max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime)
-    totals: dict[str, int] = {}
-    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", log.read_text(), re.MULTILINE):
-        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
-            totals[key] = totals.get(key, 0) + int(value)
-    return totals
 
 
 def apt_sources(lab, server) -> set[str]:
@@ -121,15 +79,6 @@ def lab(emulated_servers, repo):
 
 
 @pytest.fixture(scope="module")
-def certs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("certificates")
-    generate_self_signed(
-        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("offline")
 
@@ -144,8 +93,8 @@ def first_run(lab, certs_root, workdir):
     )
     update = lab.exec(server, "apt-get", "update", "-q", "--error-on=any")
     assert update.returncode != 0, update.stdout
-    inventory = write_inventory(workdir / "hosts.yml", lab, "True")
-    res = deploy(inventory, certs_root, workdir / "run1")
+    inventory = write_offline_inventory(workdir / "hosts.yml", lab, "True")
+    res = deploy_common(inventory, certs_root, workdir / "run1")
     assert res.returncode == 0, res.stdout + res.stderr
     return inventory
 
@@ -173,14 +122,14 @@ def test_the_local_repository_is_the_only_apt_source(lab, first_run):
 
 
 def test_second_run_changes_nothing(first_run, certs_root, workdir):
-    res = deploy(first_run, certs_root, workdir / "run2")
+    res = deploy_common(first_run, certs_root, workdir / "run2")
     assert res.returncode == 0, res.stdout + res.stderr
     totals = recap(workdir / "run2")
     assert totals["changed"] == 0 and totals["failed"] == 0 and totals["ok"] > 0
 
 
 def test_a_distribution_without_the_repository_stops_early(lab, first_run, certs_root, workdir):
-    res = deploy(
+    res = deploy_common(
         first_run, certs_root, workdir / "missing", "-e", "common__offline_source=/nonexistent"
     )
     assert res.returncode == 4, res.stdout + res.stderr
@@ -195,8 +144,8 @@ def test_offline_false_gives_apt_its_sources_back(lab, first_run, certs_root, wo
     # /etc/hosts is a bind mount: rewrite it in place (sed -i would replace the file).
     unblock = f'grep -v "{BLOCK_MARK}" /etc/hosts >/tmp/hosts && cat /tmp/hosts >/etc/hosts'
     assert lab.exec(server, "sh", "-c", unblock).returncode == 0
-    inventory = write_inventory(workdir / "online.yml", lab, "False")
-    res = deploy(inventory, certs_root, workdir / "online")
+    inventory = write_offline_inventory(workdir / "online.yml", lab, "False")
+    res = deploy_common(inventory, certs_root, workdir / "online")
     assert res.returncode == 0, res.stdout + res.stderr
     assert lab.exec(server, "test", "-e", APT_CONF).returncode != 0
     assert lab.exec(server, "test", "-e", "/opt/poseidon/offline").returncode != 0

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from e2e_helpers import DOMAIN, deploy, recap, summary_rows, write_inventory
 
-from psn.certs import generate_self_signed
-from psn.genpwd import fill_secrets
-from psn.inventory import yaml_round_trip
-from psn.names import certificate_names, default_domain
+from psn.names import default_domain
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_HOST = "host.example.com"
-DOMAIN = "example.com"
 ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates")
 NETWORKS = ("psn-db", "psn-backend", "psn-frontend", "psn-mail")
 # The template puts its one host into every group of the guide.
@@ -34,69 +27,23 @@ GROUPS = (
     *("infra", "docker_registry", "db", "etcd", "redis", "postgres", "ldap"),
     *("frontend", "proxy", "backend", "mail"),
 )
-COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
 CERTS = {"ca.crt": "644", "server.crt": "644", "server.nopass.key": "600"}
 
 
-def write_inventory(path: Path, lab, **passwords: str) -> Path:
-    """inventory/hosts.yml with the lab's server as every role, its SSH settings as hostvars."""
-    [server] = lab.servers
-    yaml = yaml_round_trip()
-    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
-    doc = yaml.load(text.replace(f"{TEMPLATE_HOST}:", f"{server.name}:"))
-    doc["all"]["hosts"] = {server.name: lab.hostvars(server)}
-    for key, value in passwords.items():
-        doc["all"]["vars"]["passwords"][key] = value
-    with path.open("w", encoding="utf-8") as handle:
-        yaml.dump(doc, handle)
-    fill_secrets(path)
-    return path
+def write_inventory_with(path: Path, lab, **passwords: str) -> Path:
+    """The template inventory with these passwords set (genpwd fills the others)."""
+
+    def set_passwords(doc) -> None:
+        for key, value in passwords.items():
+            doc["all"]["vars"]["passwords"][key] = value
+
+    return write_inventory(path, lab, set_passwords)
 
 
-def deploy(
+def deploy_roles(
     inventory: Path, certs_root: Path, log_dir: Path, tags: str = ",".join(ROLES)
 ) -> subprocess.CompletedProcess[str]:
-    """`./deploy_psn.sh deploy` as an operator runs it; output captured."""
-    log_dir.mkdir(exist_ok=True)
-    argv = [
-        str(ROOT / "deploy_psn.sh"),
-        "--skip-checksum",
-        "deploy",
-        str(inventory),
-        "--certs-dir",
-        str(certs_root),
-        "--log-dir",
-        str(log_dir),
-        "-t",
-        tags,
-        # One emulated server on a 2-core machine is below the guide's hardware minimums.
-        "-e",
-        "precheck__hardware=warn",
-    ]
-    env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
-    )
-
-
-def summary_rows(output: str) -> dict[str, dict[str, int]]:
-    """The per-role table of the deployment summary: role -> ok/changed/failed/unreachable."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) >= 6 and cells[0].isidentifier() and all(c.isdigit() for c in cells[1:6]):
-            rows[cells[0]] = dict(zip(COLUMNS, map(int, cells[1:6]), strict=True))
-    return rows
-
-
-def recap(log_dir: Path) -> dict[str, int]:
-    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
-    log = max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime)
-    totals: dict[str, int] = {}
-    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", log.read_text(), re.MULTILINE):
-        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
-            totals[key] = totals.get(key, 0) + int(value)
-    return totals
+    return deploy(inventory, certs_root, log_dir, tags)
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +55,6 @@ def lab(emulated_servers):
 
 
 @pytest.fixture(scope="module")
-def certs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("certificates")
-    generate_self_signed(
-        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("platform")
 
@@ -125,7 +63,7 @@ def workdir(tmp_path_factory) -> Path:
 def first_run(lab, certs_root, workdir):
     inventory = write_inventory(workdir / "hosts.yml", lab)
     started = time.monotonic()
-    res = deploy(inventory, certs_root, workdir / "run1")
+    res = deploy_roles(inventory, certs_root, workdir / "run1")
     print(f"\nfirst run of the base roles: {time.monotonic() - started:.0f}s")
     assert res.returncode == 0, res.stdout + res.stderr
     return inventory, res
@@ -197,7 +135,7 @@ def test_time_zone_chrony_and_kernel_settings(lab, first_run):
 def test_second_run_changes_nothing(lab, first_run, certs_root, workdir):
     inventory, _ = first_run
     started = time.monotonic()
-    res = deploy(inventory, certs_root, workdir / "run2")
+    res = deploy_roles(inventory, certs_root, workdir / "run2")
     print(f"\nsecond run of the base roles: {time.monotonic() - started:.0f}s")
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
@@ -211,9 +149,9 @@ def test_broken_inventory_changes_nothing(emulated_servers, certs_root, tmp_path
     fresh = emulated_servers(1, prefix="fresh")
     [server] = fresh.servers
     logins = fresh.exec(server, "journalctl", "-u", "ssh", "-o", "cat").stdout.count("Accepted")
-    inventory = write_inventory(tmp_path / "hosts.yml", fresh, redis_user="pa$$word1")
+    inventory = write_inventory_with(tmp_path / "hosts.yml", fresh, redis_user="pa$$word1")
 
-    res = deploy(inventory, certs_root, tmp_path / "logs")
+    res = deploy_roles(inventory, certs_root, tmp_path / "logs")
 
     assert res.returncode == 2, res.stdout + res.stderr
     assert "passwords.redis_user" in res.stderr
@@ -232,7 +170,7 @@ def test_server_of_another_swarm_is_refused(lab, first_run, certs_root, workdir)
     )
     cluster_id = lab.ssh(server, "docker info --format '{{.Swarm.Cluster.ID}}'").strip()
 
-    res = deploy(inventory, certs_root, workdir / "foreign", tags="swarm")
+    res = deploy_roles(inventory, certs_root, workdir / "foreign", tags="swarm")
 
     assert res.returncode == 4, res.stdout + res.stderr
     message = " ".join(res.stderr.split())

@@ -13,7 +13,6 @@ only.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import socket
@@ -24,19 +23,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from psn import __version__, images
-from psn.certs import generate_self_signed
-from psn.genpwd import fill_secrets
-from psn.inventory import yaml_round_trip
-from psn.names import certificate_names, default_domain
+from e2e_helpers import (
+    DOMAIN,
+    VERSION,
+    deploy,
+    deploy_psn,
+    image_archive,
+    recap,
+    summary_rows,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_HOST = "host.example.com"
-DOMAIN = "example.com"
-VERSION = __version__
 ARCHIVE_IMAGES = ("registry", "etcd", "postgres", "redis", "ldap", "syslog-ng")
 BASE_ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
 DATA_ROLES = ("etcd", "postgres", "redis", "ldap", "syslog")
@@ -47,73 +46,21 @@ SERVICES = {
     "psn-ldap_ldap": "ldap",
     "psn-syslog_ng_syslog-ng": "syslog_ng",
 }
-COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
 
 
-def write_inventory(path: Path, lab) -> Path:
-    """The template inventory: the server in every group, the optional syslog group too."""
-    [server] = lab.servers
-    yaml_rt = yaml_round_trip()
-    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
-    doc = yaml_rt.load(text.replace(f"{TEMPLATE_HOST}:", f"{server.name}:"))
-    doc["all"]["hosts"] = {server.name: lab.hostvars(server)}
-    doc["all"]["children"]["syslog"] = {"hosts": {server.name: None}}
-    with path.open("w", encoding="utf-8") as handle:
-        yaml_rt.dump(doc, handle)
-    fill_secrets(path)
-    return path
+def with_syslog(doc) -> None:
+    """The optional syslog group on the server too."""
+    [server] = doc["all"]["hosts"]
+    doc["all"]["children"]["syslog"] = {"hosts": {server: None}}
 
 
-def deploy(
-    inventory: Path, certs_root: Path, log_dir: Path, tags: str, archive: Path, *extra: str
+def deploy_from(
+    archive: Path, inventory: Path, certs_root: Path, log_dir: Path, tags: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """`./deploy_psn.sh deploy` as an operator runs it; output captured."""
-    log_dir.mkdir(exist_ok=True)
-    argv = [
-        str(ROOT / "deploy_psn.sh"),
-        "--skip-checksum",
-        "deploy",
-        str(inventory),
-        "--certs-dir",
-        str(certs_root),
-        "--log-dir",
-        str(log_dir),
-        "-t",
-        tags,
-        # Emulated servers on a 2-core machine are below the guide's hardware minimums.
-        "-e",
-        "precheck__hardware=warn",
-        "-e",
-        f"docker_registry__archive={archive}",
-        *extra,
-    ]
-    env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+    """Deploy with the registry loaded from `archive`."""
+    return deploy(
+        inventory, certs_root, log_dir, tags, "-e", f"docker_registry__archive={archive}", *extra
     )
-
-
-def summary_rows(output: str) -> dict[str, dict[str, int]]:
-    """The per-role table of the deployment summary: role -> ok/changed/failed/unreachable."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) >= 6 and cells[0].isidentifier() and all(c.isdigit() for c in cells[1:6]):
-            rows[cells[0]] = dict(zip(COLUMNS, map(int, cells[1:6]), strict=True))
-    return rows
-
-
-def newest_log(log_dir: Path) -> str:
-    return max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime).read_text()
-
-
-def recap(log_dir: Path) -> dict[str, int]:
-    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
-    totals: dict[str, int] = {}
-    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", newest_log(log_dir), re.MULTILINE):
-        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
-            totals[key] = totals.get(key, 0) + int(value)
-    return totals
 
 
 def secrets_of(inventory: Path) -> dict[str, str]:
@@ -156,22 +103,7 @@ def in_task(lab, service: str, script: str, *, check: bool = False) -> str:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
     """The images the data stacks and the registry need, built when missing, in one archive."""
-    if not images.engine_answers():
-        pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
-    tags = [images.image_tag(name, VERSION) for name in ARCHIVE_IMAGES]
-    missing = [
-        name for name, tag in zip(ARCHIVE_IMAGES, tags, strict=True) if not images.image_exists(tag)
-    ]
-    if missing:
-        started = time.monotonic()
-        images.build_images(ROOT, VERSION, only=missing)
-        print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
-    path = tmp_path_factory.mktemp("archive") / f"psn-images-{VERSION}.tar.gz"
-    with path.open("wb") as out:
-        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
-        gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
-        assert save.wait() == 0 and gz.returncode == 0
-    return path
+    return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -183,25 +115,16 @@ def lab(emulated_servers):
 
 
 @pytest.fixture(scope="module")
-def certs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("certificates")
-    generate_self_signed(
-        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
 @pytest.fixture(scope="module")
 def first_run(lab, archive, certs_root, workdir):
-    inventory = write_inventory(workdir / "hosts.yml", lab)
+    inventory = write_inventory(workdir / "hosts.yml", lab, with_syslog)
     started = time.monotonic()
     tags = ",".join(BASE_ROLES + DATA_ROLES)
-    res = deploy(inventory, certs_root, workdir / "run1", tags, archive)
+    res = deploy_from(archive, inventory, certs_root, workdir / "run1", tags)
     print(f"\nfirst run ({tags}): {time.monotonic() - started:.0f}s")
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
@@ -404,7 +327,7 @@ def test_second_run_changes_nothing(lab, first_run, certs_root, workdir, archive
     before = updated_at(lab)
     started = time.monotonic()
     tags = ",".join(BASE_ROLES + DATA_ROLES)
-    res = deploy(first_run, certs_root, workdir / "run2", tags, archive)
+    res = deploy_from(archive, first_run, certs_root, workdir / "run2", tags)
     print(f"\nsecond run: {time.monotonic() - started:.0f}s")
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
@@ -418,20 +341,7 @@ def test_second_run_changes_nothing(lab, first_run, certs_root, workdir, archive
 def psn_status(
     inventory: Path, certs_root: Path, log_dir: Path
 ) -> subprocess.CompletedProcess[str]:
-    argv = [
-        str(ROOT / "deploy_psn.sh"),
-        "--skip-checksum",
-        "status",
-        str(inventory),
-        "--certs-dir",
-        str(certs_root),
-        "--log-dir",
-        str(log_dir),
-    ]
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
-    )
+    return deploy_psn("status", inventory, certs_root, log_dir)
 
 
 def test_status_is_green_then_names_a_degraded_service(lab, first_run, certs_root, workdir):
@@ -456,8 +366,8 @@ def test_ldap_tag_touches_only_the_ldap_stack(lab, first_run, certs_root, workdi
     """Runs last: it changes the directory's memory limit (guide §6.2 reinstalls with -t ldap)."""
     [server] = lab.servers
     before = updated_at(lab)
-    res = deploy(
-        first_run, certs_root, workdir / "run3", "ldap", archive, "-e", "ldap__memory_limit=768M"
+    res = deploy_from(
+        archive, first_run, certs_root, workdir / "run3", "ldap", "-e", "ldap__memory_limit=768M"
     )
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)

@@ -10,126 +10,49 @@ and a second run with the same archive pushes nothing and changes nothing.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from e2e_helpers import (
+    DOMAIN,
+    VERSION,
+    deploy,
+    image_archive,
+    newest_log,
+    print_summary,
+    recap,
+    summary_rows,
+    write_inventory,
+)
 
-from psn import __version__, images
-from psn.certs import generate_self_signed
-from psn.genpwd import fill_secrets
-from psn.inventory import yaml_round_trip
-from psn.names import certificate_names, default_domain
+from psn.names import default_domain
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_HOST = "host.example.com"
-DOMAIN = "example.com"
-VERSION = __version__
 REGISTRY = "psn-private-registry:5001"
 ARCHIVE_IMAGES = ("registry", "etcd")
 ROLES = ("common", "swarm", "certificates", "docker_registry")
-COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
 CERTS_D_CA = f"/etc/docker/certs.d/{REGISTRY}/ca.crt"
 MANIFEST_PUT = re.compile(r'"PUT /v2/psn/[^ ]+/manifests/')
 
 
-def write_inventory(path: Path, lab) -> Path:
+def write_two_server_inventory(path: Path, lab) -> Path:
     """The template inventory: server 1 in every group, server 2 in backend and mail."""
-    first, second = lab.servers
-    yaml_rt = yaml_round_trip()
-    text = (ROOT / "inventory" / "hosts.yml").read_text("utf-8")
-    doc = yaml_rt.load(text.replace(f"{TEMPLATE_HOST}:", f"{first.name}:"))
-    doc["all"]["hosts"] = {server.name: lab.hostvars(server) for server in lab.servers}
-    for group in ("backend", "mail"):
-        doc["all"]["children"][group]["hosts"][second.name] = None
-    with path.open("w", encoding="utf-8") as handle:
-        yaml_rt.dump(doc, handle)
-    fill_secrets(path)
-    return path
 
+    def add_second(doc) -> None:
+        for group in ("backend", "mail"):
+            doc["all"]["children"][group]["hosts"][lab.servers[1].name] = None
 
-def deploy(
-    inventory: Path, certs_root: Path, log_dir: Path, tags: str, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    """`./deploy_psn.sh deploy` as an operator runs it; output captured."""
-    log_dir.mkdir(exist_ok=True)
-    argv = [
-        str(ROOT / "deploy_psn.sh"),
-        "--skip-checksum",
-        "deploy",
-        str(inventory),
-        "--certs-dir",
-        str(certs_root),
-        "--log-dir",
-        str(log_dir),
-        "-t",
-        tags,
-        # Emulated servers on a 2-core machine are below the guide's hardware minimums.
-        "-e",
-        "precheck__hardware=warn",
-        *extra,
-    ]
-    env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
-    )
-
-
-def summary_rows(output: str) -> dict[str, dict[str, int]]:
-    """The per-role table of the deployment summary: role -> ok/changed/failed/unreachable."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) >= 6 and cells[0].isidentifier() and all(c.isdigit() for c in cells[1:6]):
-            rows[cells[0]] = dict(zip(COLUMNS, map(int, cells[1:6]), strict=True))
-    return rows
-
-
-def print_summary(title: str, res: subprocess.CompletedProcess[str], seconds: float) -> None:
-    """The deployment summary table (roles, counts, durations) in the test output."""
-    table = [line for line in res.stderr.splitlines() if "│" in line or "┃" in line]
-    print(f"\n{title}: {seconds:.0f}s\n" + "\n".join(table))
-
-
-def newest_log(log_dir: Path) -> str:
-    return max(log_dir.glob("deploy_psn_*.log"), key=lambda p: p.stat().st_mtime).read_text()
-
-
-def recap(log_dir: Path) -> dict[str, int]:
-    """PLAY RECAP totals of the newest deploy_psn_<DATE>.log in `log_dir`."""
-    totals: dict[str, int] = {}
-    text = newest_log(log_dir)
-    for match in re.finditer(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", text, re.MULTILINE):
-        for key, value in re.findall(r"(\w+)=(\d+)", match.group(1)):
-            totals[key] = totals.get(key, 0) + int(value)
-    return totals
+    return write_inventory(path, lab, add_second)
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
     """A small image archive: psn/registry and psn/etcd of this version (built when missing)."""
-    if not images.engine_answers():
-        pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
-    tags = [images.image_tag(name, VERSION) for name in ARCHIVE_IMAGES]
-    missing = [
-        name for name, tag in zip(ARCHIVE_IMAGES, tags, strict=True) if not images.image_exists(tag)
-    ]
-    if missing:
-        started = time.monotonic()
-        images.build_images(ROOT, VERSION, only=missing)
-        print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
-    path = tmp_path_factory.mktemp("archive") / f"psn-images-{VERSION}.tar.gz"
-    with path.open("wb") as out:
-        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
-        gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
-        assert save.wait() == 0 and gz.returncode == 0
-    return path
+    return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -141,22 +64,13 @@ def lab(emulated_servers):
 
 
 @pytest.fixture(scope="module")
-def certs_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("certificates")
-    generate_self_signed(
-        root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("registry")
 
 
 @pytest.fixture(scope="module")
 def first_run(lab, archive, certs_root, workdir):
-    inventory = write_inventory(workdir / "hosts.yml", lab)
+    inventory = write_two_server_inventory(workdir / "hosts.yml", lab)
     started = time.monotonic()
     res = deploy(
         inventory,

@@ -428,6 +428,31 @@ def test_ldap_bind_and_search(image, containers, tmp_path):
     assert res.returncode == 49
 
 
+def test_ldap_starts_again_with_less_memory(image, containers):
+    """The database cache sized for a larger memory limit must not stop the next start."""
+    tag = image("ldap")
+    volume = f"{containers.network}-ldap-data"
+    data = ["-v", f"{volume}:/data"]
+    secrets = {"ldap_dm_password": "Dm-smoke-" + uuid.uuid4().hex[:8]}
+    try:
+        first = containers.run(tag, "ldap-big", secrets=secrets, extra=data)
+        containers.wait_healthy(first)
+        docker("rm", "-f", first)
+        second = containers.run(
+            tag, "ldap-small", secrets=secrets, extra=[*data, "--memory", "512m"]
+        )
+        containers.wait_healthy(second)
+    finally:
+        docker(
+            "rm",
+            "-f",
+            f"{containers.network}-ldap-big",
+            f"{containers.network}-ldap-small",
+            check=False,
+        )
+        docker("volume", "rm", volume, check=False)
+
+
 def test_syslog_ng_receives(image, containers, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
