@@ -1,0 +1,38 @@
+"""The molecule scenario `molecule/default` as a role author runs it: `molecule test`.
+
+create (an emulated server), prepare (certificates, images archive), converge (the platform
+roles), idempotence (a second converge changes nothing), verify, destroy.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_molecule_test_passes_with_idempotence(emulated_image):
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "NO_COLOR": "1"}
+    started = time.monotonic()
+    res = subprocess.run(
+        [str(venv_bin / "molecule"), "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    print(f"\nmolecule test: {time.monotonic() - started:.0f}s")
+    output = res.stdout + res.stderr
+    assert res.returncode == 0, output[-20000:]
+    for step in ("converge", "idempotence", "verify"):
+        assert f"{step}: Executed: Successful" in output, output[-20000:]
