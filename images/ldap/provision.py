@@ -45,8 +45,20 @@ SCHEMA_KINDS = {
 }
 # Fields that make two schema definitions the same (X-ORIGIN and the like are the server's).
 SCHEMA_FIELDS = (
-    "oid", "names", "desc", "sup", "syntax", "single_value", "equality", "substr", "ordering",
-    "kind", "must", "may", "no_user_mod", "usage",
+    "oid",
+    "names",
+    "desc",
+    "sup",
+    "syntax",
+    "single_value",
+    "equality",
+    "substr",
+    "ordering",
+    "kind",
+    "must",
+    "may",
+    "no_user_mod",
+    "usage",
 )
 
 
@@ -156,11 +168,14 @@ def reindex(conn: ldap.ldapobject.LDAPObject, index: dict[str, list[bytes]]) -> 
         return []
     [attribute] = next(vs for k, vs in index.items() if k.lower() == "cn")
     task = f"cn=psn-reindex-{attribute.decode()}-{int(time.time())},cn=index,cn=tasks,cn=config"
-    conn.add_s(task, [
-        ("objectClass", [b"top", b"extensibleObject"]),
-        ("nsInstance", [os.environ.get("PSN_LDAP_BACKEND", "userRoot").encode()]),
-        ("nsIndexAttribute", [attribute]),
-    ])
+    conn.add_s(
+        task,
+        [
+            ("objectClass", [b"top", b"extensibleObject"]),
+            ("nsInstance", [os.environ.get("PSN_LDAP_BACKEND", "userRoot").encode()]),
+            ("nsIndexAttribute", [attribute]),
+        ],
+    )
     return [f"reindexing {attribute.decode()}"]
 
 

@@ -135,6 +135,23 @@ def test_implicit_tls_submission_on_465(address, tls, admin_password):
     assert refused == {}
 
 
+def test_system_notifications_on_3525(address, tls, first_run, admin_password):
+    """Guide §4.5: the system user sends with implicit TLS and AUTH on port 3525."""
+    password = yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"]["system_user"]
+    subject = f"e2e notification {uuid.uuid4().hex[:8]}"
+    system = f"system@{DOMAIN}"
+    with smtplib.SMTP_SSL(address, 3525, context=tls, timeout=30) as smtp:
+        smtp.ehlo("psn.test")
+        smtp.login(system, password)
+        smtp.send_message(message(system, ADMIN, subject))
+    assert b"Sent by the PSN" in wait_for_subject(address, tls, ADMIN, admin_password, subject)
+    with smtplib.SMTP_SSL(address, 3525, context=tls, timeout=30) as smtp:
+        smtp.ehlo("psn.test")
+        smtp.mail(system)
+        code, _ = smtp.rcpt(ADMIN)
+    assert code == 554, "port 3525 relayed without authentication"
+
+
 def test_port_25_offers_no_auth_and_refuses_strangers(address, tls):
     with smtplib.SMTP(address, 25, timeout=30) as smtp:
         smtp.ehlo("mx.sender.test")
