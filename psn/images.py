@@ -9,6 +9,7 @@ whose FROM names another `psn/...` image is built after it. The docker CLI does 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,11 +394,35 @@ def archive_path(root: Path, version: str) -> Path:
     return Path(root) / "images" / "dist" / f"psn-images-{version}.tar.gz"
 
 
+def ids_path(archive: Path) -> Path:
+    """The record of which image IDs an archive holds, written beside it by save_images."""
+    return archive.with_name(archive.name + ".ids.json")
+
+
+def image_ids(tags: Sequence[str], docker: str = "docker") -> dict[str, str]:
+    """Tag -> image ID of every tag; {} when any of them is missing."""
+    res = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", *tags],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = res.stdout.split()
+    if res.returncode != 0 or len(ids) != len(tags):
+        return {}
+    return dict(zip(tags, ids, strict=True))
+
+
 def ensure_archive(root: Path, version: str, progress: ProgressCallback | None = None) -> Path:
-    """Build what is missing or outdated (layer cache on) and save the archive when needed."""
-    results = build_images(root, version, progress=progress)
+    """Build what is missing or outdated (layer cache on) and save the archive unless it holds
+    exactly the images there are now (an image rebuilt since, even by another command, counts)."""
+    build_images(root, version, progress=progress)
     path = archive_path(root, version)
-    if not path.is_file() or any(not r.cached for r in results):
+    try:
+        recorded = json.loads(ids_path(path).read_text("utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != image_ids(image_tags(root, version)):
         save_images(root, version, path, progress)
     return path
 
@@ -434,6 +459,7 @@ def save_images(
     if progress:
         progress(Progress("", "start", 1, 1, detail=str(out_path)))
     started = time.monotonic()
+    ids = image_ids(tags, docker)
     compressor = [shutil.which("pigz") or "gzip", "-c", "-6"]
     fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", dir=out_path.parent)
     tmp = Path(tmp_name)
@@ -460,6 +486,7 @@ def save_images(
             )
         tmp.chmod(0o644)
         tmp.replace(out_path)
+        ids_path(out_path).write_text(json.dumps(ids, indent=1) + "\n", "utf-8")
     finally:
         tmp.unlink(missing_ok=True)
     if progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,31 @@ def test_the_real_tree():
         if comp.name != "web":  # web inherits them from psn/proxy
             assert "HEALTHCHECK" in text, comp.name
             assert '"/usr/bin/tini", "--"' in text, comp.name
+
+
+def test_ensure_archive_saves_again_when_an_image_changed(monkeypatch, tmp_path):
+    """An image rebuilt by another command since the archive was saved makes a new archive."""
+    archive = images.archive_path(tmp_path, "9.9.9")
+    saved = []
+    current = {"psn/base:9.9.9": "sha256:a", "psn/ldap:9.9.9": "sha256:b"}
+
+    def fake_save(root, version, out, progress=None):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"archive")
+        images.ids_path(out).write_text(json.dumps(current))
+        saved.append(out)
+        return out
+
+    monkeypatch.setattr(images, "build_images", lambda *a, **k: [])
+    monkeypatch.setattr(images, "image_tags", lambda root, version: list(current))
+    monkeypatch.setattr(images, "image_ids", lambda tags: dict(current))
+    monkeypatch.setattr(images, "save_images", fake_save)
+    assert images.ensure_archive(tmp_path, "9.9.9") == archive and len(saved) == 1
+    images.ensure_archive(tmp_path, "9.9.9")
+    assert len(saved) == 1, "nothing changed: the archive is kept"
+    current["psn/ldap:9.9.9"] = "sha256:c"
+    images.ensure_archive(tmp_path, "9.9.9")
+    assert len(saved) == 2, "the ldap image changed: the archive is saved again"
+    images.ids_path(archive).unlink()
+    images.ensure_archive(tmp_path, "9.9.9")
+    assert len(saved) == 3, "no record of what the archive holds: saved again"
