@@ -109,13 +109,17 @@ def demo_up(root: Path, console: Console) -> None:
         console=console,
     )
     names = " ".join(certificate_names(inv.external_domain, inv.domain_module))
-    mail = service_hostname("mail", inv.external_domain, inv.domain_module)
+    imap = service_hostname("imap", inv.external_domain, inv.domain_module)
+    smtp = service_hostname("smtp", inv.external_domain, inv.domain_module)
     console.print(
         f"[green]✓[/] demo deployed onto {DEMO_HOST} ({server.address})\n"
         f"  reach it from this machine: add `{server.address} {names}` to /etc/hosts\n"
-        f"  web address: https://{mail}/ (trust {cert_dir / 'ca.crt'})\n"
-        f"  admin login: admin@{inv.external_domain}, password: "
+        f"  mail client: IMAP {imap}:993 (TLS), SMTP {smtp}:587 (STARTTLS), trust "
+        f"{cert_dir / 'ca.crt'}\n"
+        f"  login: admin@{inv.external_domain}, password: "
         f"passwords.default_tenant_admin_user in {inventory}\n"
+        f"  services: ./deploy_psn.sh status {inventory} --certs-dir {certs_root}\n"
+        "  (webmail and the admin panel come with the proxy and groupware roles, not yet here)\n"
         f"  shell: ssh -F {emulated.ssh_config_path(state, DEMO_NETWORK)} {DEMO_HOST}\n"
         "  remove everything: ./deploy_psn.sh demo down"
     )
