@@ -34,6 +34,41 @@ def preflight(inventory: Path, root: Path, certs_root: Path) -> tuple[Inventory,
     return inv, problems
 
 
+def run_checked(
+    root: Path,
+    inventory: Path,
+    ansible_args: list[str],
+    *,
+    certs_root: Path,
+    log_dir: Path,
+    console: Console,
+    playbook: str,
+    extravars: dict[str, str] | None = None,
+    command_options: Sequence[str] = (),
+) -> runner.RunSummary:
+    """Check locally (warnings shown, errors raised as InputError), then run `playbook` with the
+    installer's own variables plus `extravars`; returns the run's summary, failed or not."""
+    inv, warnings = preflight(inventory, root, certs_root)
+    render_problems(console, warnings)
+    cert_dir = certs_root / default_domain(inv.external_domain)
+    return runner.run_playbook(
+        root,
+        inventory,
+        ansible_args,
+        secrets=inv.secret_values(),
+        log_path=log_path_for(log_dir),
+        console=console,
+        playbook=playbook,
+        # The installer's own facts; image tags follow the installer's version.
+        extravars={
+            "psn_certificates_dir": str(cert_dir.resolve()),
+            "psn_version": __version__,
+            **(extravars or {}),
+        },
+        command_options=command_options,
+    )
+
+
 def deploy(
     root: Path,
     inventory: Path,
@@ -49,19 +84,14 @@ def deploy(
 
     `command_options` are this command's own options, repeated in the resume command.
     """
-    inv, warnings = preflight(inventory, root, certs_root)
-    render_problems(console, warnings)
-    cert_dir = certs_root / default_domain(inv.external_domain)
-    summary = runner.run_playbook(
+    summary = run_checked(
         root,
         inventory,
         ansible_args,
-        secrets=inv.secret_values(),
-        log_path=log_path_for(log_dir),
+        certs_root=certs_root,
+        log_dir=log_dir,
         console=console,
         playbook=playbook,
-        # The installer's own facts; image tags follow the installer's version.
-        extravars={"psn_certificates_dir": str(cert_dir.resolve()), "psn_version": __version__},
         command_options=command_options,
     )
     runner.render_summary(summary, console)

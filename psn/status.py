@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from psn import runner
-from psn.deploy import log_path_for, preflight
+from psn.deploy import run_checked
 from psn.errors import DegradedError, DeployError
 
 STATUS_PLAYBOOK = "playbooks/status.yml"
@@ -121,15 +121,14 @@ def collect(
     Raises InputError for a bad inventory (nothing runs) and DeployError when the servers could
     not be asked.
     """
-    inv, _warnings = preflight(inventory, root, certs_root)
     with tempfile.TemporaryDirectory(prefix="psn-status-") as tmp:
         report_path = Path(tmp) / "status.json"
-        summary = runner.run_playbook(
+        summary = run_checked(
             root,
             inventory,
             ansible_args,
-            secrets=inv.secret_values(),
-            log_path=log_path_for(log_dir),
+            certs_root=certs_root,
+            log_dir=log_dir,
             console=console,
             playbook=STATUS_PLAYBOOK,
             extravars={"psn_status_file": str(report_path)},
