@@ -123,3 +123,14 @@ def image_archive(directory: Path, names: tuple[str, ...]) -> Path:
         gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
         assert save.wait() == 0 and gz.returncode == 0
     return path
+
+
+def updated_at(lab) -> dict[str, str]:
+    """Service name -> UpdatedAt of every service of the swarm."""
+    [server] = lab.servers
+    out = lab.ssh(
+        server,
+        "docker service ls -q | xargs -r docker service inspect "
+        "--format '{{.Spec.Name}} {{.UpdatedAt}}'",
+    )
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())

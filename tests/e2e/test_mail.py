@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import DOMAIN, deploy, image_archive, recap, summary_rows, write_inventory
+from e2e_helpers import (
+    DOMAIN,
+    deploy,
+    image_archive,
+    recap,
+    summary_rows,
+    updated_at,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -188,13 +196,10 @@ def test_wrong_password_and_plaintext_imap_are_refused(address, tls, admin_passw
 
 
 def test_second_run_changes_nothing(lab, archive, first_run, certs_root, workdir):
-    [server] = lab.servers
-    fmt = "'{{.Spec.Name}} {{.UpdatedAt}}'"
-    before = lab.ssh(server, f"docker service ls -q | xargs docker service inspect --format {fmt}")
+    before = updated_at(lab)
     res = deploy_mail(archive, first_run, certs_root, workdir / "run2")
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
     assert {role: row["changed"] for role, row in rows.items()} == dict.fromkeys(rows, 0)
     assert recap(workdir / "run2")["changed"] == 0
-    after = lab.ssh(server, f"docker service ls -q | xargs docker service inspect --format {fmt}")
-    assert after == before
+    assert updated_at(lab) == before

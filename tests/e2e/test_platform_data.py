@@ -31,6 +31,7 @@ from e2e_helpers import (
     image_archive,
     recap,
     summary_rows,
+    updated_at,
     write_inventory,
 )
 
@@ -69,17 +70,6 @@ def secrets_of(inventory: Path) -> dict[str, str]:
     values = {f"passwords.{k}": v for k, v in doc["passwords"].items()}
     values |= {f"secure.{k}": v for k, v in doc["secure"].items()}
     return {k: str(v) for k, v in values.items() if v and len(str(v)) >= 8}
-
-
-def updated_at(lab) -> dict[str, str]:
-    """Service name -> UpdatedAt of every service of the swarm."""
-    [server] = lab.servers
-    out = lab.ssh(
-        server,
-        "docker service ls -q | xargs -r docker service inspect "
-        "--format '{{.Spec.Name}} {{.UpdatedAt}}'",
-    )
-    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
 
 
 def task_container(lab, service: str) -> str:
