@@ -9,7 +9,19 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from psn import __version__, certs, demo, deploy, dist, dns, genpwd, images, status, validate
+from psn import (
+    __version__,
+    certs,
+    demo,
+    deploy,
+    dist,
+    dns,
+    genpwd,
+    images,
+    status,
+    validate,
+    verify,
+)
 from psn.console import make_console, render_problems, summary_line
 from psn.errors import InputError, Problem, PsnError
 from psn.names import certificate_names, default_domain
@@ -154,8 +166,11 @@ def certs_check(state: State, inventory: Path, certs_dir: Path | None) -> None:
 
 @cli.command("dns")
 @inventory_argument
-def dns_cmd(inventory: Path) -> None:
-    """Print the DNS records the installation needs, as a BIND zone snippet."""
+@certs_dir_option
+@pass_state
+def dns_cmd(state: State, inventory: Path, certs_dir: Path | None) -> None:
+    """Print the DNS records the installation needs, as a BIND zone snippet (DKIM: the keys the
+    last deployment generated, copied under the certificate directory)."""
     inv = validate.load_inventory(inventory)
     blocking = [
         p
@@ -167,7 +182,8 @@ def dns_cmd(inventory: Path) -> None:
     ]
     if blocking:
         _report(blocking, "")
-    out.print(dns.render_zone(inv), end="", markup=False)
+    cert_dir = state.certs_root(certs_dir) / default_domain(inv.external_domain)
+    out.print(dns.render_zone(inv, cert_dir), end="", markup=False)
 
 
 def _image_progress(step: images.Progress) -> None:
@@ -422,6 +438,33 @@ def status_cmd(
     status.render(statuses, out)
     status.verdict(statuses)
     out.print(f"[green]✓ all {len(statuses)} services run every replica[/]")
+
+
+@cli.command("verify", context_settings=PASS_THROUGH)
+@inventory_argument
+@ansible_args_argument
+@certs_dir_option
+@log_dir_option
+@pass_state
+def verify_cmd(
+    state: State,
+    inventory: Path,
+    ansible_args: tuple[str, ...],
+    certs_dir: Path | None,
+    log_dir: Path | None,
+) -> None:
+    """The guide's acceptance check (§4.3.2) as a client runs it; exit 6 on any failed check."""
+    results = verify.verify(
+        state.root,
+        inventory,
+        list(ansible_args),
+        certs_root=state.certs_root(certs_dir),
+        log_dir=log_dir or state.root,
+        console=err,
+    )
+    verify.render(results, out)
+    verify.verdict(results)
+    out.print(f"[green]✓ all {len(results)} checks passed[/]")
 
 
 @cli.command("demo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from psn.inventory import Inventory, as_text
 from psn.names import SERVICE_PREFIXES, service_hostname
@@ -81,9 +82,50 @@ def dns_records(inv: Inventory) -> list[Record]:
     return records
 
 
-def render_zone(inv: Inventory) -> str:
-    """The records as a BIND zone snippet with aligned columns and comments."""
+# The mail role copies each domain's DKIM public record here, under the certificate directory:
+# `<domain>.<selector>.txt` holding the TXT value ("v=DKIM1; k=rsa; p=…").
+DKIM_DIR = "dkim"
+# Longest character-string of a TXT record (RFC 1035 §3.3); longer values are split.
+TXT_CHUNK = 255
+
+
+def dkim_values(cert_dir: Path) -> dict[str, str]:
+    """`<selector>._domainkey.<domain>.` → TXT value, from the keys the last deployment made."""
+    values = {}
+    for path in sorted((cert_dir / DKIM_DIR).glob("*.txt")):
+        domain, _, selector = path.name.removesuffix(".txt").rpartition(".")
+        if domain and selector:
+            values[f"{selector}._domainkey.{domain}."] = path.read_text("utf-8").strip()
+    return values
+
+
+def txt_data(value: str) -> str:
+    """A TXT value as quoted character-strings of at most 255 characters."""
+    chunks = [value[i : i + TXT_CHUNK] for i in range(0, len(value), TXT_CHUNK)] or [""]
+    return " ".join(f'"{c}"' for c in chunks)
+
+
+def dkim_records(inv: Inventory, cert_dir: Path) -> list[Record]:
+    """The DKIM TXT records, or a placeholder telling the operator to deploy the mail role."""
+    values = dkim_values(cert_dir)
+    if not values:
+        return [
+            Record(
+                f"psn._domainkey.{inv.external_domain}.",
+                "TXT",
+                '"v=DKIM1; k=rsa; p=<not generated yet>"',
+                "the mail role generates the DKIM key: deploy, then run `deploy_psn dns` again",
+            )
+        ]
+    return [Record(name, "TXT", txt_data(value)) for name, value in values.items()]
+
+
+def render_zone(inv: Inventory, cert_dir: Path | None = None) -> str:
+    """The records as a BIND zone snippet with aligned columns and comments; with the
+    certificate directory, also the DKIM records of the last deployment."""
     records = dns_records(inv)
+    if cert_dir is not None:
+        records += dkim_records(inv, cert_dir)
     width = max(len(r.name) for r in records)
     lines = [
         f"; DNS records for {inv.external_domain} (PSN, install guide §4.2.6)",

@@ -121,3 +121,26 @@ def test_host_variables_merge_across_groups(tmp_path: Path, capsys) -> None:
     assert run(["--skip-checksum", "dns", str(path)]) == 0
     records = _records(capsys.readouterr().out)
     assert ("mail.example.com.", "IN", "A", "203.0.113.9") in records
+
+
+def test_dkim_record_from_the_last_deployment(tmp_path: Path, capsys) -> None:
+    inventory = _inventory(tmp_path, module="{service}.{domain}")
+    certs = tmp_path / "certs"
+    dkim_dir = certs / "example.com" / "dkim"
+    dkim_dir.mkdir(parents=True)
+    value = "v=DKIM1; k=rsa; p=" + "A" * 392  # a 2048-bit key is longer than one string
+    (dkim_dir / "test.example.com.psn.txt").write_text(value + "\n")
+    assert run(["--skip-checksum", "dns", str(inventory), "--certs-dir", str(certs)]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if "_domainkey" in x]
+    name, _, rtype, data = line.split(maxsplit=3)
+    assert (name, rtype) == ("psn._domainkey.test.example.com.", "TXT")
+    strings = data.split('" "')
+    assert all(len(s.strip('"')) <= 255 for s in strings)
+    assert "".join(s.strip('"') for s in strings) == value
+
+
+def test_dkim_placeholder_before_the_first_deployment(tmp_path: Path, capsys) -> None:
+    inventory = _inventory(tmp_path)
+    assert run(["--skip-checksum", "dns", str(inventory), "--certs-dir", str(tmp_path)]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if "_domainkey" in x]
+    assert "not generated yet" in line and "deploy, then run `deploy_psn dns` again" in line
