@@ -120,7 +120,7 @@ def target_of(inv: Inventory, certs_root: Path) -> Target:
 # client would once the DNS records of `deploy_psn dns` are published.
 
 
-class _HTTPS(http.client.HTTPSConnection):
+class PinnedHTTPS(http.client.HTTPSConnection):
     def __init__(self, name: str, address: str, context: ssl.SSLContext) -> None:
         super().__init__(name, 443, context=context, timeout=TIMEOUT)
         self._address = address
@@ -130,7 +130,7 @@ class _HTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-class _SMTP(smtplib.SMTP):
+class PinnedSMTP(smtplib.SMTP):
     def __init__(self, name: str, address: str, port: int) -> None:
         self._address = address
         super().__init__(name, port, timeout=TIMEOUT, local_hostname="psn-verify.invalid")
@@ -139,7 +139,7 @@ class _SMTP(smtplib.SMTP):
         return socket.create_connection((self._address, port), timeout)
 
 
-class _IMAP(imaplib.IMAP4_SSL):
+class PinnedIMAP(imaplib.IMAP4_SSL):
     def __init__(self, name: str, address: str, context: ssl.SSLContext) -> None:
         self._address = address
         super().__init__(name, 993, ssl_context=context, timeout=TIMEOUT)
@@ -164,7 +164,7 @@ class WebSession:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         t = self.target
-        conn = _HTTPS(t.web_host, t.web_address, t.tls)
+        conn = PinnedHTTPS(t.web_host, t.web_address, t.tls)
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -274,7 +274,7 @@ def check_caldav(t: Target) -> str:
 
 
 def _submit(t: Target, msg: EmailMessage) -> None:
-    with _SMTP(t.smtp_host, t.mail_address, 587) as smtp:
+    with PinnedSMTP(t.smtp_host, t.mail_address, 587) as smtp:
         smtp.starttls(context=t.tls)
         smtp.login(t.user, t.password)
         smtp.send_message(msg)
@@ -283,7 +283,7 @@ def _submit(t: Target, msg: EmailMessage) -> None:
 def _fetch_and_delete(t: Target, message_id: str) -> bytes:
     deadline = time.monotonic() + DELIVERY_WAIT
     while True:
-        with _IMAP(t.imap_host, t.mail_address, t.tls) as imap:
+        with PinnedIMAP(t.imap_host, t.mail_address, t.tls) as imap:
             imap.login(t.user, t.password)
             imap.select("INBOX")
             _, found = imap.search(None, "HEADER", "Message-ID", message_id)
@@ -330,7 +330,7 @@ def _refused_on_25(t: Target, msg: EmailMessage, reason: tuple[str, ...]) -> str
     """The permanent refusal of `msg` from an unauthenticated client on port 25 (as another
     mail server sends: STARTTLS, no AUTH); CheckFailed unless refused for one of `reason`."""
     try:
-        with _SMTP(t.smtp_host, t.mail_address, 25) as smtp:
+        with PinnedSMTP(t.smtp_host, t.mail_address, 25) as smtp:
             smtp.starttls(context=t.tls)
             smtp.send_message(msg)
     except smtplib.SMTPRecipientsRefused as exc:

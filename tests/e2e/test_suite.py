@@ -1,0 +1,213 @@
+"""The whole suite on one emulated Debian 12 server, as the README's real deployment does it.
+
+`./deploy_psn.sh <inventory>` (every role of site.yml, the guide's command) on a fresh server;
+then `deploy_psn verify` (the guide's acceptance check §4.3.2) passes; a mail client without
+autoconfiguration finds every service through the SRV records `deploy_psn dns` prints (and the
+A records beside them), and the DKIM record printed there verifies the signature of a sent mail
+(inside verify); a second full run changes and restarts nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_helpers import (
+    DOMAIN,
+    ROOT,
+    VERSION,
+    deploy_psn,
+    print_summary,
+    recap,
+    updated_at,
+    write_inventory,
+)
+
+from psn import images
+from psn.verify import PinnedHTTPS, PinnedIMAP, PinnedSMTP
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = f"admin@{DOMAIN}"
+
+
+@pytest.fixture(scope="module")
+def archive() -> Path:
+    """The distribution's archive of every image (built and saved when missing or stale)."""
+    return images.ensure_archive(ROOT, VERSION)
+
+
+@pytest.fixture(scope="module")
+def lab(emulated_servers):
+    return emulated_servers(1, prefix="suite")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("suite")
+
+
+def deploy_all(archive: Path, inventory: Path, certs_root: Path, log_dir: Path):
+    """The guide's `./deploy_psn.sh <inventory>`: every role (hardware minimums as warnings)."""
+    return deploy_psn(
+        "deploy", inventory, certs_root, log_dir,
+        "-e", "precheck__hardware=warn", "-e", f"docker_registry__archive={archive}",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first_run(lab, archive, certs_root, workdir) -> Path:
+    inventory = write_inventory(workdir / "hosts.yml", lab)
+    started = time.monotonic()
+    res = deploy_all(archive, inventory, certs_root, workdir / "run1")
+    print_summary("first run (every role)", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return inventory
+
+
+@pytest.fixture(scope="module")
+def admin_password(first_run) -> str:
+    return yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
+        "default_tenant_admin_user"
+    ]
+
+
+def test_verify_passes(first_run, certs_root, workdir):
+    started = time.monotonic()
+    res = deploy_psn("verify", first_run, certs_root, workdir / "verify")
+    print(f"\nverify: {time.monotonic() - started:.0f}s\n{res.stdout}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    checks = [line for line in res.stdout.splitlines() if line.startswith(("✓", "✗"))]
+    assert len(checks) == 10 and all(c.startswith("✓") for c in checks), res.stdout
+    for name in ("DKIM", "GTUBE", "EICAR", "CalDAV", "user setting", "no open relay"):
+        assert any(name in c for c in checks), name
+
+
+def test_verify_fails_naming_the_check(first_run, certs_root, workdir, tmp_path):
+    """A wrong admin password: the login checks fail by name, exit 6, the rest still run."""
+    doc = yaml.safe_load(first_run.read_text())
+    doc["all"]["vars"]["passwords"]["default_tenant_admin_user"] = "Wrong-Password-123"
+    wrong = tmp_path / "hosts.yml"
+    wrong.write_text(yaml.safe_dump(doc))
+    res = deploy_psn("verify", wrong, certs_root, workdir / "verify-wrong")
+    assert res.returncode == 6, res.stdout + res.stderr
+    assert re.search(r"^✗ SOGo login", res.stdout, re.MULTILINE), res.stdout
+    assert re.search(r"^✓ services", res.stdout, re.MULTILINE), res.stdout
+    assert re.search(r"^✓ GTUBE", res.stdout, re.MULTILINE), res.stdout
+
+
+def dns_zone(inventory: Path, certs_root: Path) -> str:
+    """`./deploy_psn.sh dns <inventory> --certs-dir <certs_root>`: the zone snippet."""
+    argv = [str(ROOT / "deploy_psn.sh"), "--skip-checksum", "dns", str(inventory)]
+    res = subprocess.run(
+        [*argv, "--certs-dir", str(certs_root)], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def _zone(inventory: Path, certs_root: Path) -> tuple[dict[str, str], list[tuple[str, int, str]]]:
+    """(name → address, SRV records (service, port, target)) from `deploy_psn dns`."""
+    addresses, srv = {}, []
+    for line in dns_zone(inventory, certs_root).splitlines():
+        fields = line.split(";")[0].split()
+        if len(fields) >= 4 and fields[2] == "A":
+            addresses[fields[0].rstrip(".")] = fields[3]
+        if len(fields) >= 8 and fields[2] == "SRV":
+            srv.append((fields[0], int(fields[5]), fields[6].rstrip(".")))
+    return addresses, srv
+
+
+class PinnedIMAP4(imaplib.IMAP4):
+    """IMAP on port 143 at an address, STARTTLS checked for the host name."""
+
+    def __init__(self, host: str, address: str, port: int) -> None:
+        self._address = address
+        super().__init__(host, port, timeout=20)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self._address, self.port), timeout)
+
+
+def _https(host: str, address: str, tls: ssl.SSLContext, path: str, auth: str) -> tuple[int, str]:
+    conn = PinnedHTTPS(host, address, tls)
+    try:
+        conn.request("PROPFIND", path, headers={"Authorization": f"Basic {auth}", "Depth": "0"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Location") or ""
+    finally:
+        conn.close()
+
+
+def use_service(
+    service: str, host: str, address: str, port: int, certs_root: Path, password: str
+) -> None:
+    """Log in to the service an SRV record names, at its target and port, as a client would:
+    the certificate is checked for the target's name."""
+    ca = certs_root / DOMAIN / "ca.crt"
+    tls = ssl.create_default_context(cafile=ca)
+    if service.startswith("_imaps."):
+        with PinnedIMAP(host, address, tls) as imap:
+            assert port == imap.port
+            imap.login(ADMIN, password)
+    elif service.startswith("_imap."):
+        with PinnedIMAP4(host, address, port) as imap:
+            imap.starttls(ssl_context=tls)
+            imap.login(ADMIN, password)
+    elif service.startswith("_submission."):
+        with PinnedSMTP(host, address, port) as smtp:
+            smtp.starttls(context=tls)
+            smtp.login(ADMIN, password)
+    elif service.startswith(("_submissions.", "_smtps.")):
+        # The name check on the raw TLS socket, then the login (smtplib would check the address).
+        raw = socket.create_connection((address, port), 20)
+        with tls.wrap_socket(raw, server_hostname=host) as sock:
+            assert sock.recv(1024).startswith(b"220 "), f"{service}: no SMTP greeting over TLS"
+        by_address = ssl.create_default_context(cafile=ca)
+        by_address.check_hostname = False
+        with smtplib.SMTP_SSL(address, port, context=by_address, timeout=20) as smtp:
+            smtp.login(ADMIN, password)
+    elif service.startswith(("_caldavs.", "_carddavs.")):
+        kind = "caldav" if service.startswith("_caldavs.") else "carddav"
+        auth = base64.b64encode(f"{ADMIN}:{password}".encode()).decode()
+        path = f"/.well-known/{kind}"
+        for _ in range(3):  # follow the well-known redirect to the DAV collection
+            status, location = _https(host, address, tls, path, auth)
+            if status not in (301, 302, 307, 308):
+                break
+            path = re.sub(r"^https?://[^/]+", "", location)
+        assert status == 207, f"{kind}: PROPFIND {path} at {host} answered {status}"
+    else:
+        raise AssertionError(f"unexpected SRV record {service}")
+
+
+def test_clients_without_autoconfig_find_everything_by_srv(first_run, certs_root, admin_password):
+    addresses, srv = _zone(first_run, certs_root)
+    assert {s.split(".")[0] for s, _, _ in srv} >= {"_imaps", "_submission", "_caldavs"}
+    for service, port, target in srv:
+        use_service(service, target, addresses[target], port, certs_root, admin_password)
+
+
+def test_dns_prints_the_dkim_record(first_run, certs_root):
+    [line] = [x for x in dns_zone(first_run, certs_root).splitlines() if "._domainkey." in x]
+    assert line.startswith(f"psn._domainkey.{DOMAIN}.") and '"v=DKIM1; k=rsa; p=' in line, line
+
+
+def test_second_run_restarts_nothing(lab, archive, first_run, certs_root, workdir):
+    before = updated_at(lab)
+    started = time.monotonic()
+    res = deploy_all(archive, first_run, certs_root, workdir / "run2")
+    print_summary("second run (nothing changed)", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert recap(workdir / "run2").get("changed") == 0, res.stdout
+    assert updated_at(lab) == before
