@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from psn import __version__, deploy, emulated, images
+from psn import __version__, deploy, emulated, images, verify
 from psn.certs import generate_self_signed
 from psn.dns import render_zone
 from psn.errors import DeployError, Problem
@@ -71,7 +71,7 @@ def _ensure_engine(root: Path, console: Console) -> None:
 
 
 def demo_up(root: Path, console: Console) -> None:
-    """Start the demo server, prepare inventory, secrets and certificates, then deploy."""
+    """Start the demo server, prepare inventory, secrets and certificates, deploy, verify."""
     _ensure_engine(root, console)
     console.print("Building the images and their archive (cached after the first time)…")
     images.ensure_archive(
@@ -98,7 +98,7 @@ def demo_up(root: Path, console: Console) -> None:
     if not (cert_dir / "server.crt").exists():
         generate_self_signed(cert_dir, certificate_names(inv.external_domain, inv.domain_module))
     console.print(f"[bold]Demo server:[/] {DEMO_HOST} at {server.address}; inventory {inventory}")
-    console.print(render_zone(inv), markup=False, highlight=False)
+    console.print(render_zone(inv, cert_dir), markup=False, highlight=False)
     # One small machine holds every role: below the guide's production minimums by design.
     deploy.deploy(
         root,
@@ -108,21 +108,28 @@ def demo_up(root: Path, console: Console) -> None:
         log_dir=demo_dir(root),
         console=console,
     )
+    results = verify.verify(
+        root, inventory, [], certs_root=certs_root, log_dir=demo_dir(root), console=console
+    )
+    verify.render(results, console)
     names = " ".join(certificate_names(inv.external_domain, inv.domain_module))
+    web = service_hostname("mail", inv.external_domain, inv.domain_module)
     imap = service_hostname("imap", inv.external_domain, inv.domain_module)
     smtp = service_hostname("smtp", inv.external_domain, inv.domain_module)
     console.print(
         f"[green]✓[/] demo deployed onto {DEMO_HOST} ({server.address})\n"
-        f"  reach it from this machine: add `{server.address} {names}` to /etc/hosts\n"
-        f"  mail client: IMAP {imap}:993 (TLS), SMTP {smtp}:587 (STARTTLS), trust "
+        f"  reach it from this machine: add `{server.address} {names}` to /etc/hosts, trust "
         f"{cert_dir / 'ca.crt'}\n"
+        f"  webmail, calendar, contacts: https://{web}/\n"
         f"  login: admin@{inv.external_domain}, password: "
         f"passwords.default_tenant_admin_user in {inventory}\n"
-        f"  services: ./deploy_psn.sh status {inventory} --certs-dir {certs_root}\n"
-        "  (webmail and the admin panel come with the proxy and groupware roles, not yet here)\n"
+        f"  mail client: IMAP {imap}:993 (TLS), SMTP {smtp}:587 (STARTTLS)\n"
+        f"  check again: ./deploy_psn.sh verify {inventory} --certs-dir {certs_root}\n"
+        f"  DNS records with DKIM: ./deploy_psn.sh dns {inventory} --certs-dir {certs_root}\n"
         f"  shell: ssh -F {emulated.ssh_config_path(state, DEMO_NETWORK)} {DEMO_HOST}\n"
         "  remove everything: ./deploy_psn.sh demo down"
     )
+    verify.verdict(results)
 
 
 def demo_down(root: Path, console: Console) -> None:
