@@ -31,8 +31,8 @@ for tag in $("$bin/python" -c "from pathlib import Path; from psn.images import 
   rows+="| $tag | $size_mb |"$'\n'
 done
 
-section=$(cat <<MD
-<!-- images:start -->
+section=$(mktemp)
+cat > "$section" <<MD
 ## Images ($(date -u +%Y-%m-%d), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo))
 
 Measured by \`bench/images.sh\`. Targets: cold build ≤ 600 s, archive ≤ 1500 MB, no apt lists
@@ -47,17 +47,9 @@ or .deb caches in any image.
 
 | image | size (MB, uncompressed, shared base included) |
 |---|---|
-${rows}<!-- images:end -->
+${rows}
 MD
-)
+"$bin/python" bench/section.py images "$section"
+rm -f "$section"
 out=docs/benchmarks.md
-[ -f "$out" ] || printf '# Benchmarks\n\nEach section is written by the script it names; rerun it to refresh.\n' > "$out"
-"$bin/python" - "$out" "$section" <<'PY'
-import re, sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path, encoding="utf-8").read()
-pattern = re.compile(r"<!-- images:start -->.*?<!-- images:end -->", re.S)
-text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-open(path, "w", encoding="utf-8").write(text)
-PY
 echo "bench/images.sh: build ${build_s}s, archive ${archive_mb} MB, hygiene: $hygiene -> $out"
