@@ -1,5 +1,6 @@
 #!/bin/sh
-# psn/rspamd: the controller password from the secret file, then Rspamd in the foreground.
+# psn/rspamd: the controller password from the secret file, secret-bearing templates, then
+# Rspamd in the foreground.
 set -eu
 # shellcheck source=../base/rootfs/usr/local/lib/psn/lib.sh
 . /usr/local/lib/psn/lib.sh
@@ -18,4 +19,18 @@ fi
 password="$(printf '%s' "$password" | sed 's/[\\"]/\\&/g')"
 printf 'password = "%s";\nenable_password = "%s";\n' "$password" "$password" \
     >/run/rspamd/controller-password.inc
+# Files with @@secret:NAME@@ placeholders (e.g. the Redis password) go in
+# /etc/rspamd/templates.d/; local.d includes them from /run/rspamd/psn/<file>.
+psn_render_dir /etc/rspamd/templates.d /run/rspamd/psn
+# Rspamd resolves its upstreams (Redis, clamd) once, at start: a name that does not resolve yet
+# (a Swarm service without a running task) silently disables the module that uses it. Wait for
+# the names in PSN_RSPAMD_WAIT_FOR, then fail so that the orchestrator starts us again.
+for host in ${PSN_RSPAMD_WAIT_FOR:-}; do
+    tries=0
+    until getent hosts "$host" >/dev/null; do
+        tries=$((tries + 1))
+        [ "$tries" -le 60 ] || psn_die "$host does not resolve after 120 s"
+        sleep 2
+    done
+done
 exec "$@"

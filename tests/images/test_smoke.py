@@ -614,15 +614,22 @@ def test_clamav_detects_eicar(image, containers):
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
-def test_rspamd_scans_and_guards_controller(image, containers):
+def test_rspamd_scans_and_guards_controller(image, containers, tmp_path):
     password = "Rspamd-smoke-" + uuid.uuid4().hex[:8]
+    template = tmp_path / "redis-password.conf"
+    template.write_text('password = "@@secret:redis_password@@";\n')
     cid = containers.run(
         image("rspamd"),
         "rspamd",
-        secrets={"rspamd_controller_password": password},
+        secrets={"rspamd_controller_password": password, "redis_password": "Redis-smoke-1"},
+        mounts=[(template, "/etc/rspamd/templates.d/redis-password.conf:ro")],
+        # Its own name: the entrypoint waits until the names of the upstreams resolve.
+        env={"PSN_RSPAMD_WAIT_FOR": "rspamd"},
         ports=["11333", "11334"],
     )
     containers.wait_healthy(cid)
+    rendered = out(docker("exec", cid, "cat", "/run/rspamd/psn/redis-password.conf"))
+    assert rendered == 'password = "Redis-smoke-1";'
     msg = (
         b"From: a@example.org\r\nTo: b@example.com\r\nSubject: smoke\r\n"
         b"Message-ID: <smoke@example.org>\r\n\r\n" + GTUBE + b"\r\n"
