@@ -200,11 +200,12 @@ warm_up() { # warm_up SMTP IMAP [--starttls] USERS: a first load, then Rspamd's 
 
 native_scanned() { rspamc -h 127.0.0.1:11334 stat 2>/dev/null | awk '/^Messages scanned:/ {print $3}'; }
 
+line_count() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+
 run_native() { # run_native CASE
   local case="$1" lines rlines scanned=""
-  lines="$(wc -l < "$W/postfix.log" 2>/dev/null || echo 0)"
-  rlines="$(wc -l < "$W/log/rspamd.log" 2>/dev/null || echo 0)"
   warm_up 127.0.0.1:2525 127.0.0.1:10143 --users "$(mailboxes native.test)"
+  lines="$(line_count "$W/postfix.log")" rlines="$(line_count "$W/log/rspamd.log")"
   [ "$case" = native ] || scanned="$(native_scanned)"
   log "$case: $MESSAGES messages over $CONNECTIONS connections"
   uptime > "$RESULTS/$case.uptime"
@@ -267,10 +268,16 @@ run_psn() {
     log "psn: no running demo with a mail stack (./deploy_psn.sh demo); skipped"
     return
   fi
-  local address domain case=psn scanned="" since
+  local address domain case=psn scanned="" since dirty=""
   address="$(inventory_value children infra children docker_registry hosts psn-demo ansible_host)"
   domain="$(inventory_value vars setup external_domain)"
-  if [ -n "$(demo_task psn-mail_rspamd)" ]; then case=psn-filtered; fi
+  if [ -n "$(demo_task psn-mail_rspamd)" ]; then
+    case=psn-filtered
+    echo "PSN without filters: not measured, roles/mail has no switch that bypasses Rspamd." \
+      >> "$RESULTS/notes"
+  fi
+  [ -z "$(git status --porcelain -- roles/mail)" ] || dirty=" with uncommitted changes"
+  echo "PSN's mail role as of $(git log -1 --format='%h %cs' -- roles/mail)$dirty." >> "$RESULTS/notes"
   psn_users "$domain"
   warm_up "$address:25" "$address:143" --starttls --users "$(mailboxes "$domain")"
   scanned="$(psn_scanned)"

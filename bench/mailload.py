@@ -337,6 +337,9 @@ def report(results: Path) -> str:
     ]
     if refusals:
         lines += ["", "Refusals (sample): " + "; ".join(f"`{r}`" for r in refusals)]
+    notes = results / "notes"
+    if notes.exists():
+        lines += ["", *notes.read_text("utf-8").splitlines()]
     lines.append("<!-- mail:end -->")
     return "\n".join(lines)
 
