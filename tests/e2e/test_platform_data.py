@@ -372,3 +372,33 @@ def test_ldap_tag_touches_only_the_ldap_stack(lab, first_run, certs_root, workdi
     # The directory kept its data across the restart.
     password = secrets_of(first_run)["passwords.default_tenant_admin_user"]
     assert "uid=admin@example.com" in ldap_whoami(lab, ADMIN_DN, password)
+
+
+def test_an_image_pushed_again_under_its_version_is_rolled_out(
+    lab, first_run, certs_root, workdir, archive
+):
+    """A hotfix image pushed to the registry under the same version (stack files pin digests):
+    `-t redis` rolls psn-redis_redis onto it, and only it; another run then changes nothing."""
+    [server] = lab.servers
+    image = f"psn-private-registry:5001/psn/redis:{VERSION}"
+    lab.ssh(
+        server,
+        f"set -e; docker pull -q {image} >/dev/null; "
+        f"printf 'FROM {image}\\nLABEL io.psn.e2e-hotfix=1\\n' | docker build -q -t {image} - "
+        f">/dev/null; docker push -q {image} >/dev/null",
+    )
+    before = updated_at(lab)
+    res = deploy_from(archive, first_run, certs_root, workdir / "run-hotfix", "redis")
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = updated_at(lab)
+    assert after["psn-redis_redis"] != before["psn-redis_redis"]
+    assert {k: v for k, v in after.items() if k != "psn-redis_redis"} == {
+        k: v for k, v in before.items() if k != "psn-redis_redis"
+    }
+    inspect = "docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}'"
+    spec = lab.ssh(server, f"{inspect} psn-redis_redis")
+    pushed = lab.ssh(server, f"docker image inspect -f '{{{{index .RepoDigests 0}}}}' {image}")
+    assert spec.strip().endswith(pushed.strip().split("@")[1]), (spec, pushed)
+    res = deploy_from(archive, first_run, certs_root, workdir / "run-hotfix2", "redis")
+    assert res.returncode == 0 and recap(workdir / "run-hotfix2")["changed"] == 0, res.stdout
+    assert updated_at(lab) == after
