@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_helpers import DOMAIN, VERSION, deploy_psn, print_summary, write_inventory
 
-from psn import emulated
+from psn import emulated, images
+from psn.certs import generate_self_signed
+from psn.names import certificate_names, default_domain
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +81,58 @@ def emulated_servers(
     if os.environ.get("PSN_KEEP_SERVERS") != "1":
         for network in networks:
             emulated.stop_servers(network)
+
+
+@dataclass
+class SuiteDeployment:
+    """The whole suite (every role of site.yml) deployed once per session onto one server.
+
+    Modules that test the running suite share it instead of deploying their own; a test that
+    changes something puts it back, so that the final re-run still finds nothing to change.
+    """
+
+    lab: EmulatedLab
+    inventory: Path
+    certs_root: Path
+    workdir: Path
+    archive: Path
+    first_run_seconds: float
+
+    @property
+    def server(self) -> emulated.Server:
+        return self.lab.servers[0]
+
+    def deploy(self, log_name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """The guide's `./deploy_psn.sh <inventory> [args]` with the distribution's archive."""
+        return deploy_psn(
+            "deploy", self.inventory, self.certs_root, self.workdir / log_name,
+            "-e", "precheck__hardware=warn", "-e", f"docker_registry__archive={self.archive}",
+            *args,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def suite(
+    emulated_servers: Callable[..., EmulatedLab], tmp_path_factory: pytest.TempPathFactory
+) -> SuiteDeployment:
+    """Every role on one fresh emulated server, deployed with `./deploy_psn.sh <inventory>`."""
+    workdir = tmp_path_factory.mktemp("suite")
+    certs_root = workdir / "certificates"
+    generate_self_signed(
+        certs_root / default_domain(DOMAIN), certificate_names(DOMAIN, "{service}.{domain}")
+    )
+    lab = emulated_servers(1, prefix="suite")
+    deployment = SuiteDeployment(
+        lab=lab,
+        inventory=write_inventory(workdir / "hosts.yml", lab),
+        certs_root=certs_root,
+        workdir=workdir,
+        archive=images.ensure_archive(ROOT, VERSION),
+        first_run_seconds=0.0,
+    )
+    started = time.monotonic()
+    res = deployment.deploy("run1")
+    deployment.first_run_seconds = time.monotonic() - started
+    print_summary("suite: first run (every role)", res, deployment.first_run_seconds)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return deployment

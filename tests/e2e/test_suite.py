@@ -24,15 +24,12 @@ import yaml
 from e2e_helpers import (
     DOMAIN,
     ROOT,
-    VERSION,
     deploy_psn,
     print_summary,
     recap,
     updated_at,
-    write_inventory,
 )
 
-from psn import images
 from psn.verify import PinnedHTTPS, PinnedIMAP, PinnedSMTP
 
 pytestmark = pytest.mark.e2e
@@ -41,37 +38,19 @@ ADMIN = f"admin@{DOMAIN}"
 
 
 @pytest.fixture(scope="module")
-def archive() -> Path:
-    """The distribution's archive of every image (built and saved when missing or stale)."""
-    return images.ensure_archive(ROOT, VERSION)
+def first_run(suite) -> Path:
+    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
+    return suite.inventory
 
 
 @pytest.fixture(scope="module")
-def lab(emulated_servers):
-    return emulated_servers(1, prefix="suite")
+def certs_root(suite) -> Path:
+    return suite.certs_root
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("suite")
-
-
-def deploy_all(archive: Path, inventory: Path, certs_root: Path, log_dir: Path):
-    """The guide's `./deploy_psn.sh <inventory>`: every role (hardware minimums as warnings)."""
-    return deploy_psn(
-        "deploy", inventory, certs_root, log_dir,
-        "-e", "precheck__hardware=warn", "-e", f"docker_registry__archive={archive}",
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def first_run(lab, archive, certs_root, workdir) -> Path:
-    inventory = write_inventory(workdir / "hosts.yml", lab)
-    started = time.monotonic()
-    res = deploy_all(archive, inventory, certs_root, workdir / "run1")
-    print_summary("first run (every role)", res, time.monotonic() - started)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return inventory
+def workdir(suite) -> Path:
+    return suite.workdir
 
 
 @pytest.fixture(scope="module")
@@ -203,11 +182,12 @@ def test_dns_prints_the_dkim_record(first_run, certs_root):
     assert line.startswith(f"psn._domainkey.{DOMAIN}.") and '"v=DKIM1; k=rsa; p=' in line, line
 
 
-def test_second_run_restarts_nothing(lab, archive, first_run, certs_root, workdir):
-    before = updated_at(lab)
+def test_second_run_restarts_nothing(suite):
+    """Last test of the suite's module: a full re-run changes and restarts nothing."""
+    before = updated_at(suite.lab)
     started = time.monotonic()
-    res = deploy_all(archive, first_run, certs_root, workdir / "run2")
+    res = suite.deploy("run2")
     print_summary("second run (nothing changed)", res, time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert recap(workdir / "run2").get("changed") == 0, res.stdout
-    assert updated_at(lab) == before
+    assert recap(suite.workdir / "run2").get("changed") == 0, res.stdout
+    assert updated_at(suite.lab) == before
