@@ -216,6 +216,17 @@ def ldap_whoami(lab, dn: str, password: str) -> str:
     )
 
 
+def test_syslog_ng_accepts_its_rendered_configuration(lab, first_run):
+    """The configuration the syslog role rendered, checked by syslog-ng itself."""
+    [server] = lab.servers
+    out = lab.ssh(
+        server,
+        "docker exec $(docker ps -qf name=psn-syslog_ng_syslog-ng) syslog-ng --syntax-only "
+        "&& echo syntax-ok",
+    )
+    assert out.strip().endswith("syntax-ok"), out
+
+
 def test_ldap_binds_admin_of_the_default_tenant(lab, first_run):
     passwords = secrets_of(first_run)
     assert "uid=admin@example.com" in ldap_whoami(
