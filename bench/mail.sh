@@ -249,10 +249,11 @@ psn_users() { # psn_users DOMAIN: the benchmark mailboxes in the directory, pass
       printf 'dn: uid=%s,ou=People,%s\nchangetype: modify\nreplace: userPassword\n' "$user" "$base"
       printf 'userPassword: %s\n\n' "$MAIL_BENCH_PASSWORD"
     done
-  } | demo docker exec -i "$ldap" sh -c '
+  } | docker exec -i "$DEMO_CONTAINER" docker exec -i "$ldap" sh -c '
       IFS= read -r pw; f="$(mktemp)"; printf %s "$pw" > "$f"
-      ldapmodify -c -x -H ldap://localhost:3389 -D "cn=Manager,$1" -y "$f" >/dev/null 2>&1
-      rm -f "$f"' sh "$base" || true # -c: "already exists" for mailboxes of earlier runs
+      ldapmodify -c -x -H ldap://localhost:3389 -D "cn=Manager,$1" -y "$f"; rm -f "$f"' sh "$base" \
+    2>&1 | grep -v -e '^$' -e '^modifying' -e '^adding' -e 'Already exists' >&2 || true
+  # (-c: mailboxes of earlier runs already exist; their password is set again)
 }
 
 psn_scanned() {
