@@ -217,6 +217,8 @@ run_native() { # run_native CASE
     echo $(( $(native_scanned) - scanned )) > "$RESULTS/$case.scanned"
     tail -n +"$((rlines + 1))" "$W/log/rspamd.log" > "$RESULTS/$case.rspamd.log"
   fi
+  python3 "$ROOT/bench/mailload.py" probe --smtp 127.0.0.1:2525 \
+    --users "$(mailboxes native.test)" > "$RESULTS/$case.probe.json"
 }
 
 # ---------------------------------------------------------------- PSN: the demo server
@@ -293,6 +295,8 @@ run_psn() {
     echo $(( $(psn_scanned) - scanned )) > "$RESULTS/$case.scanned"
     demo docker logs --since "$since" "$(demo_task psn-mail_rspamd)" > "$RESULTS/$case.rspamd.log" 2>&1
   fi
+  python3 "$ROOT/bench/mailload.py" probe --smtp "$address:25" --users "$(mailboxes "$domain")" \
+    > "$RESULTS/$case.probe.json"
 }
 
 # ---------------------------------------------------------------- main

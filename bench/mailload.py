@@ -160,6 +160,29 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
 
 
+def probe(args: argparse.Namespace) -> dict[str, float]:
+    """Median time of each SMTP step for messages sent one after another on one connection:
+    RCPT shows the recipient lookups, the end of DATA the milter (scan and round trips)."""
+    rng = random.Random(1)
+    host, port = args.smtp.rsplit(":", 1)
+    rcpt = args.users.split(",")[0]
+    steps: dict[str, list[float]] = {"mail": [], "rcpt": [], "data": []}
+    client = smtplib.SMTP(host, int(port), local_hostname=args.helo, timeout=120)
+    client.ehlo()
+    for n in range(args.messages):
+        data = make_message(f"probe-{n}", args.sender, rcpt, rng)
+        for step, call in (
+            ("mail", lambda: client.mail(args.sender)),
+            ("rcpt", lambda: client.rcpt(rcpt)),
+            ("data", lambda d=data: client.data(d)),
+        ):
+            started = time.perf_counter()
+            call()
+            steps[step].append((time.perf_counter() - started) * 1000)
+    client.quit()
+    return {f"{step}_ms": round(percentile(v, 50), 1) for step, v in steps.items()}
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Send the load, wait for the deliveries, and summarise."""
     users = args.users.split(",")
@@ -265,6 +288,12 @@ def where_time_goes(results: Path, case: str) -> list[str]:
             actions[match.group(1)] = actions.get(match.group(1), 0) + 1
             times.append(float(match.group(3)))
     scanned = results / f"{case}.scanned"
+    steps = results / f"{case}.probe.json"
+    if steps.exists():
+        probed = json.loads(steps.read_text())
+        cells += [f"{probed['rcpt_ms']} ms", f"{probed['data_ms']} ms"]
+    else:
+        cells += ["-", "-"]
     cells.append(mean_p95(times, digits=0) + (" ms" if times else ""))
     cells.append(scanned.read_text().strip() if scanned.exists() else "-")
     cells.append(", ".join(f"{k}: {v}" for k, v in sorted(actions.items())) or "-")
@@ -322,7 +351,9 @@ def report(results: Path) -> str:
     timing = (
         "Where the time goes, per delivery (mean / p95, seconds): Postfix's `delays=a/b/c/d` "
         "(a: SMTP session to queue, milter included; b: queue manager; c: LMTP connection; "
-        "d: LMTP transmission, Dovecot's delivery) and Rspamd's own scan time per message."
+        "d: LMTP transmission, Dovecot's delivery); the median time of RCPT and of the end of "
+        "DATA when messages go one at a time over one connection (recipient lookups; the "
+        "milter's round trips and scan), and Rspamd's own scan time per message."
     )
     lines = [
         "<!-- mail:start -->",
@@ -341,8 +372,9 @@ def report(results: Path) -> str:
         "",
         textwrap.fill(timing, 100),
         "",
-        "| case | a | b | c | d | Rspamd scan | scanned | Rspamd actions |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | a | b | c | d | RCPT alone | end of DATA alone | Rspamd scan | scanned "
+        "| Rspamd actions |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *breakdown,
     ]
     if refusals:
@@ -376,11 +408,21 @@ def main() -> int:
     load.add_argument(
         "--timeout", type=float, default=120, help="give up after this long without a delivery"
     )
+    one = commands.add_parser("probe", help="time of each SMTP step, one message at a time")
+    one.add_argument("--smtp", required=True, help="host:port of the SMTP server (port 25 kind)")
+    one.add_argument("--users", required=True, help="the first one receives the messages")
+    one.add_argument("--sender", default="loadgen@bench.test")
+    one.add_argument("--helo", default="loadgen.bench.test")
+    one.add_argument("--messages", type=int, default=30)
     rep = commands.add_parser("report", help="markdown section from bench/mail.sh's results")
     rep.add_argument("--results", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "report":
         print(report(args.results))
+        return 0
+    if args.command == "probe":
+        json.dump(probe(args), sys.stdout)
+        print()
         return 0
     args.password = os.environ.get(args.password_env, "")
     if not args.password:
