@@ -143,15 +143,14 @@ native_rspamd_start() {
 }
 
 native_rspamd_offline() {
-  # PSN's offline settings (images/rspamd/local.d): no DNS blocklists, fuzzy hashes or maps from
-  # the internet. Debian's defaults query them, which is what an installation without internet
-  # access pays for in DNS timeouts.
-  local file
+  # PSN's offline settings (images/rspamd/local.d/*.conf, options.inc): no DNS blocklists, fuzzy
+  # hashes or maps from the internet. Debian's defaults query them, which is what an installation
+  # without internet access pays for in DNS timeouts.
+  local file _
   kill "$(cat "$W/rspamd-run/rspamd.pid")"
   for _ in $(seq 30); do (exec 3<>/dev/tcp/127.0.0.1/11332) 2>/dev/null || break; sleep 1; done
-  for file in asn.conf fuzzy_check.conf mid.conf mime_types.conf multimap.conf phishing.conf \
-    rbl.conf whitelist.conf options.inc; do
-    cp "$ROOT/images/rspamd/local.d/$file" "$W/rspamd-local/local.d/"
+  for file in "$ROOT"/images/rspamd/local.d/*.conf "$ROOT/images/rspamd/local.d/options.inc"; do
+    cp "$file" "$W/rspamd-local/local.d/"
   done
   native_rspamd_start
 }
