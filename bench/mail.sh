@@ -41,6 +41,31 @@ RESULTS="$BENCH_DIR/results"
 MAIL_BENCH_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
 export MAIL_BENCH_PASSWORD
 
+# CPU time per daemon from cgroup v1 cpuacct (the native daemons in psn-mailbench/<name>, the demo's
+# containers in docker/<id>); nothing is reported where that hierarchy is missing.
+CG=/sys/fs/cgroup/cpuacct
+in_cgroup() { # in_cgroup NAME COMMAND...: run COMMAND (and what it forks) in psn-mailbench/NAME
+  (
+    if [ -w "$CG" ]; then
+      mkdir -p "$CG/psn-mailbench/$1" && echo "$BASHPID" > "$CG/psn-mailbench/$1/cgroup.procs"
+    fi
+    exec "${@:2}"
+  )
+}
+cpu_snapshot() { # cpu_snapshot NAME=CGROUP...: "NAME nanoseconds" lines
+  local pair
+  for pair in "$@"; do
+    [ -r "$CG/${pair#*=}/cpuacct.usage" ] && echo "${pair%%=*} $(cat "$CG/${pair#*=}/cpuacct.usage")"
+  done
+  return 0
+}
+cpu_delta() { # cpu_delta BEFORE AFTER > CASE.cpu: "NAME milliseconds" lines
+  awk 'NR == FNR { start[$1] = $2; next } ($1 in start) { printf "%s %d\n", $1, ($2 - start[$1]) / 1e6 }' \
+    "$1" "$2"
+}
+native_cgroups() { echo postfix=psn-mailbench/postfix dovecot=psn-mailbench/dovecot \
+  rspamd=psn-mailbench/rspamd clamd=psn-mailbench/clamd; }
+
 log() { printf '%s mail.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 has_case() { [[ ",$CASES," == *",$1,"* ]]; }
 mailboxes() { # mailboxes DOMAIN -> bench1@DOMAIN,bench2@DOMAIN,...
@@ -111,8 +136,8 @@ native_start() {
   # ssl = no (local.conf); the package's certificate may not exist (made only with ssl-cert).
   sed -i 's/^ssl_\(cert\|key\) = </#&/' "$W/dovecot/conf.d/10-ssl.conf"
   render "$ROOT/bench/native/dovecot-local.conf" "$W/dovecot/local.conf"
-  dovecot -c "$W/dovecot/dovecot.conf"
-  postfix -c "$PCONF" start 2>/dev/null
+  in_cgroup dovecot dovecot -c "$W/dovecot/dovecot.conf"
+  in_cgroup postfix postfix -c "$PCONF" start 2>/dev/null
   wait_port 127.0.0.1 2525 && wait_port 127.0.0.1 10143
 }
 
@@ -124,7 +149,7 @@ native_filters_on() {
   cp "$ROOT"/tests/images/fixtures/clamav/db/* "$W/clamav-db/"
   chown -R clamav:clamav "$W/clamav-db" "$W/clamav-run"
   touch "$W/clamd.log" && chown clamav "$W/clamd.log"
-  clamd --config-file="$W/clamd.conf" > "$W/log/clamd.out" 2>&1 &
+  in_cgroup clamd clamd --config-file="$W/clamd.conf" > "$W/log/clamd.out" 2>&1 &
   echo $! > "$W/clamd.pid"
   mkdir -p "$W/rspamd-local/local.d"
   render "$ROOT/bench/native/rspamd/local.d/antivirus.conf" "$W/rspamd-local/local.d/antivirus.conf"
@@ -137,7 +162,7 @@ native_filters_on() {
 
 native_rspamd_start() {
   chown -R _rspamd:_rspamd "$W/rspamd-local" "$W/rspamd-db" "$W/rspamd-run" "$W/log"
-  rspamd -u _rspamd -g _rspamd --var="LOCAL_CONFDIR=$W/rspamd-local" --var="DBDIR=$W/rspamd-db" \
+  in_cgroup rspamd rspamd -u _rspamd -g _rspamd --var="LOCAL_CONFDIR=$W/rspamd-local" --var="DBDIR=$W/rspamd-db" \
     --var="RUNDIR=$W/rspamd-run" --var="LOGDIR=$W/log"
   wait_port 127.0.0.1 11332 && wait_port 127.0.0.1 11334
 }
@@ -208,9 +233,14 @@ run_native() { # run_native CASE
   [ "$case" = native ] || scanned="$(native_scanned)"
   log "$case: $MESSAGES messages over $CONNECTIONS connections"
   uptime > "$RESULTS/$case.uptime"
+  # shellcheck disable=SC2046 # one NAME=CGROUP word each
+  cpu_snapshot $(native_cgroups) > "$W/cpu.before"
   "${LOAD[@]}" --smtp 127.0.0.1:2525 --imap 127.0.0.1:10143 \
     --users "$(mailboxes native.test)" > "$RESULTS/$case.json"
   sleep 1
+  # shellcheck disable=SC2046
+  cpu_snapshot $(native_cgroups) > "$W/cpu.after"
+  cpu_delta "$W/cpu.before" "$W/cpu.after" > "$RESULTS/$case.cpu"
   tail -n +"$((lines + 1))" "$W/postfix.log" > "$RESULTS/$case.postfix.log"
   if [ "$case" != native ]; then
     echo $(( $(native_scanned) - scanned )) > "$RESULTS/$case.scanned"
@@ -286,9 +316,17 @@ run_psn() {
   log "$case: $MESSAGES messages over $CONNECTIONS connections to $address"
   uptime > "$RESULTS/$case.uptime"
   since="$(demo date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local groups=() service
+  for service in mail_postfix mail_dovecot mail_rspamd mail_clamav redis_redis ldap_ldap; do
+    groups+=("${service#*_}=docker/$(demo docker ps -q --no-trunc \
+      --filter "label=com.docker.swarm.service.name=psn-$service" | head -n1)")
+  done
+  cpu_snapshot "${groups[@]}" > "$RESULTS/$case.cpu.before"
   "${LOAD[@]}" --smtp "$address:25" --imap "$address:143" --starttls \
     --users "$(mailboxes "$domain")" > "$RESULTS/$case.json"
   sleep 1
+  cpu_snapshot "${groups[@]}" > "$RESULTS/$case.cpu.after"
+  cpu_delta "$RESULTS/$case.cpu.before" "$RESULTS/$case.cpu.after" > "$RESULTS/$case.cpu"
   demo docker logs --since "$since" "$(demo_task psn-mail_postfix)" > "$RESULTS/$case.postfix.log" 2>&1
   if [ -n "$scanned" ]; then
     echo $(( $(psn_scanned) - scanned )) > "$RESULTS/$case.scanned"

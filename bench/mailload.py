@@ -270,6 +270,16 @@ def mean_p95(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{mean:.{digits}f} / {percentile(values, 95) * scale:.{digits}f}"
 
 
+def cpu_per_message(results: Path, case: str, messages: int) -> str:
+    """CPU milliseconds per message of the daemons (bench/mail.sh's cgroup deltas), total first."""
+    path = results / f"{case}.cpu"
+    if not path.exists() or not path.read_text().strip():
+        return "-"
+    used = {name: int(ms) for name, ms in (line.split() for line in path.read_text().splitlines())}
+    parts = ", ".join(f"{name} {ms / messages:.1f}" for name, ms in used.items())
+    return f"{sum(used.values()) / messages:.1f} ({parts})"
+
+
 def where_time_goes(results: Path, case: str) -> list[str]:
     """Postfix's delays=a/b/c/d per delivery and Rspamd's scan time, as table cells."""
     cells: list[str] = []
@@ -319,7 +329,8 @@ def report(results: Path) -> str:
             f"{run['latency_p50_s']} | {run['latency_p95_s']} | {run['refused']} | "
             f"{run['lost']} | {load} |"
         )
-        breakdown.append(f"| {CASES[case]} | " + " | ".join(where_time_goes(results, case)) + " |")
+        cells = [*where_time_goes(results, case), cpu_per_message(results, case, run["messages"])]
+        breakdown.append(f"| {CASES[case]} | " + " | ".join(cells) + " |")
     ratios = []
     for psn, native, target in (
         ("psn", "native", "≥ 0.8"),
@@ -353,7 +364,8 @@ def report(results: Path) -> str:
         "(a: SMTP session to queue, milter included; b: queue manager; c: LMTP connection; "
         "d: LMTP transmission, Dovecot's delivery); the median time of RCPT and of the end of "
         "DATA when messages go one at a time over one connection (recipient lookups; the "
-        "milter's round trips and scan), and Rspamd's own scan time per message."
+        "milter's round trips and scan), Rspamd's own scan time per message, and the CPU time "
+        "the daemons used per message during the load (ms; PSN: per container)."
     )
     lines = [
         "<!-- mail:start -->",
@@ -373,8 +385,8 @@ def report(results: Path) -> str:
         textwrap.fill(timing, 100),
         "",
         "| case | a | b | c | d | RCPT alone | end of DATA alone | Rspamd scan | scanned "
-        "| Rspamd actions |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Rspamd actions | CPU per message |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *breakdown,
     ]
     if refusals:
