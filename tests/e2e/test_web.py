@@ -18,8 +18,6 @@ import base64
 import functools
 import http.client
 import json
-import re
-import smtplib
 import socket
 import ssl
 import time
@@ -27,7 +25,6 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -121,6 +118,10 @@ class Browser:
         self, method: str, url: str, body: bytes | None = None, headers: dict | None = None
     ) -> Reply:
         headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        # SOGo refuses its JSON actions without the header its web client copies from the cookie.
+        xsrf = [c.value for c in self.cookies if c.name == "XSRF-TOKEN"]
+        if xsrf:
+            headers.setdefault("X-XSRF-TOKEN", xsrf[0])
         req = urllib.request.Request(url, data=body, headers=headers, method=method)
         try:
             with self._opener.open(req, timeout=60) as resp:
@@ -130,9 +131,6 @@ class Browser:
 
     def post_json(self, url: str, data: object) -> Reply:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        xsrf = [c.value for c in self.cookies if c.name == "XSRF-TOKEN"]
-        if xsrf:
-            headers["X-XSRF-TOKEN"] = xsrf[0]
         return self.request("POST", url, json.dumps(data).encode(), headers)
 
 
@@ -268,22 +266,22 @@ def test_wrong_password_is_refused(address, tls):
 
 
 def user_defaults(browser: Browser) -> dict:
-    """The user's preferences as SOGo's web client reads them: the JSON of the UserDefaults
-    element of the Preferences page."""
-    page = browser.request("GET", f"https://{MAIL_HOST}/SOGo/so/{ADMIN}/Preferences")
-    assert page.status == 200, page.status
-    found = re.search(
-        rb'<script id="UserDefaults" type="text/json">(.*?)</script>', page.body, re.S
+    """The user's preferences as SOGo's web client reads them."""
+    reply = browser.request("GET", f"https://{MAIL_HOST}/SOGo/so/{ADMIN}/jsonDefaults")
+    assert reply.status == 200, (reply.status, reply.body[:300])
+    return reply.json()
+
+
+def test_admin_logs_in_with_the_installation_defaults(logged_in, lab):
+    """The inventory's default_instance_language ("Russian") is the language SOGo gives a user
+    who chose none; the servers' psn_timezone is SOGo's default time zone."""
+    page = logged_in.request("GET", f"https://{MAIL_HOST}/SOGo/so/{ADMIN}/Preferences")
+    assert page.status == 200 and b'<html lang="ru"' in page.body, page.body[:300]
+    assert user_defaults(logged_in)["SOGoLanguage"] == "Russian"
+    conf = in_container(
+        lab, "psn-backend_sogo", "grep -E 'SOGo(Language|TimeZone) ' /etc/sogo/sogo.conf"
     )
-    assert found, page.body[:500]
-    return json.loads(found.group(1))
-
-
-def test_admin_logs_in_with_the_installation_defaults(logged_in):
-    values = user_defaults(logged_in)
-    # The inventory's default_instance_language "Russian"; the servers' psn_timezone.
-    assert values["SOGoLanguage"] == "Russian"
-    assert values["SOGoTimeZone"] == "Etc/UTC"
+    assert 'SOGoLanguage = "Russian";' in conf and 'SOGoTimeZone = "Etc/UTC";' in conf, conf
 
 
 def test_a_setting_is_kept(logged_in):
@@ -298,21 +296,26 @@ def test_a_setting_is_kept(logged_in):
     assert user_defaults(logged_in)["SOGoDayStartTime"] == new
 
 
-def test_webmail_reads_a_delivered_mail(logged_in, address, tls, admin_password):
-    """A mail submitted on 587 shows in the INBOX SOGo reads from Dovecot (IMAP STARTTLS as
-    the user), with the quota Dovecot reports."""
+def test_webmail_sends_and_reads_mail(logged_in):
+    """A mail written in SOGo's web client leaves through Postfix's submission port (STARTTLS,
+    the user's credentials) and shows in the INBOX SOGo reads from Dovecot (IMAP STARTTLS as the
+    user), with the quota Dovecot reports."""
+    mail = f"https://{MAIL_HOST}/SOGo/so/{ADMIN}/Mail"
+    compose = logged_in.request("GET", f"{mail}/0/compose")
+    assert compose.status == 201, (compose.status, compose.body[:300])
+    draft = compose.json()
+    folders = "/".join("folder" + part for part in draft["mailboxPath"].split("/"))
+    path = f"{mail}/{draft['accountId']}/{folders}/{draft['draftId']}"
+    message = logged_in.request("GET", f"{path}/edit").json()
     subject = f"e2e webmail {uuid.uuid4().hex[:8]}"
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = ADMIN, ADMIN, subject
-    msg.set_content("Sent by the PSN end-to-end test.\n")
-    with smtplib.SMTP(address, 587, timeout=30) as smtp:
-        smtp.starttls(context=tls_by_address(tls))
-        smtp.login(ADMIN, admin_password)
-        smtp.send_message(msg)
-    url = f"https://{MAIL_HOST}/SOGo/so/{ADMIN}/Mail/0/folderINBOX/view"
+    message.update(to=[ADMIN], subject=subject, text="Sent by the PSN end-to-end test.", isHTML=0)
+    sent = logged_in.post_json(f"{path}/send", message)
+    assert sent.status == 200 and sent.json()["status"] == "success", sent.body[:300]
     deadline = time.monotonic() + 60
     while True:
-        reply = logged_in.post_json(url, {"sortingAttributes": {"sort": "date", "asc": 0}})
+        reply = logged_in.post_json(
+            f"{mail}/0/folderINBOX/view", {"sortingAttributes": {"sort": "date", "asc": 0}}
+        )
         assert reply.status == 200, (reply.status, reply.body[:300])
         listing = reply.json()
         if subject in json.dumps(listing["headers"], ensure_ascii=False):
@@ -320,6 +323,17 @@ def test_webmail_reads_a_delivered_mail(logged_in, address, tls, admin_password)
         assert time.monotonic() < deadline, f"{subject} not in SOGo's INBOX: {listing}"
         time.sleep(2)
     assert int(listing["quotas"]["maxQuota"]) > 0
+
+
+def test_activesync_answers(logged_in, admin_password):
+    auth = base64.b64encode(f"{ADMIN}:{admin_password}".encode()).decode()
+    reply = logged_in.request(
+        "OPTIONS",
+        f"https://{MAIL_HOST}/Microsoft-Server-ActiveSync",
+        headers={"Authorization": f"Basic {auth}"},
+    )
+    assert reply.status == 200, reply.status
+    assert "14.1" in reply.headers["MS-ASProtocolVersions"].split(",")
 
 
 def test_caldav_event_round_trip(logged_in, admin_password):
