@@ -22,6 +22,9 @@ DEMO_DOMAIN = "psn.test"  # RFC 2606: never a real domain
 DEMO_HOST = "psn-demo"
 DEMO_NETWORK = "psn-demo"
 TEMPLATE_HOST = "host.example.com"
+# ClamAV needs signatures and the demo reaches no mirror: the test database (EICAR and a few
+# test patterns) stands in; a real installation supplies the official ones (README, ClamAV).
+DEMO_CLAMAV_DB = "tests/images/fixtures/clamav/db"
 
 
 def demo_dir(root: Path) -> Path:
@@ -103,7 +106,10 @@ def demo_up(root: Path, console: Console) -> None:
     deploy.deploy(
         root,
         inventory,
-        ["-e", "precheck__hardware=warn"],
+        [
+            *("-e", "precheck__hardware=warn"),
+            *("-e", f"mail__clamav_databases_dir={root / DEMO_CLAMAV_DB}"),
+        ],
         certs_root=certs_root,
         log_dir=demo_dir(root),
         console=console,

@@ -24,6 +24,8 @@ from psn.certs import generate_self_signed
 from psn.names import certificate_names, default_domain
 
 ROOT = Path(__file__).resolve().parents[2]
+# ClamAV's signatures for tests and the demo: EICAR and a few test patterns (no mirror here).
+CLAMAV_TEST_DB = ROOT / "tests" / "images" / "fixtures" / "clamav" / "db"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,7 +109,7 @@ class SuiteDeployment:
         return deploy_psn(
             "deploy", self.inventory, self.certs_root, self.workdir / log_name,
             "-e", "precheck__hardware=warn", "-e", f"docker_registry__archive={self.archive}",
-            *args,
+            "-e", f"mail__clamav_databases_dir={CLAMAV_TEST_DB}", *args,
         )  # fmt: skip
 
 
