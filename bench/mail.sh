@@ -44,13 +44,11 @@ export MAIL_BENCH_PASSWORD
 # CPU time per daemon from cgroup v1 cpuacct (the native daemons in psn-mailbench/<name>, the demo's
 # containers in docker/<id>); nothing is reported where that hierarchy is missing.
 CG=/sys/fs/cgroup/cpuacct
-in_cgroup() { # in_cgroup NAME COMMAND...: run COMMAND (and what it forks) in psn-mailbench/NAME
-  (
-    if [ -w "$CG" ]; then
-      mkdir -p "$CG/psn-mailbench/$1" && echo "$BASHPID" > "$CG/psn-mailbench/$1/cgroup.procs"
-    fi
-    exec "${@:2}"
-  )
+in_cgroup() { # in_cgroup NAME COMMAND...: exec COMMAND in psn-mailbench/NAME (call in a subshell)
+  if [ -w "$CG" ]; then
+    mkdir -p "$CG/psn-mailbench/$1" && echo "$BASHPID" > "$CG/psn-mailbench/$1/cgroup.procs"
+  fi
+  exec "${@:2}"
 }
 cpu_snapshot() { # cpu_snapshot NAME=CGROUP...: "NAME nanoseconds" lines
   local pair
@@ -136,8 +134,8 @@ native_start() {
   # ssl = no (local.conf); the package's certificate may not exist (made only with ssl-cert).
   sed -i 's/^ssl_\(cert\|key\) = </#&/' "$W/dovecot/conf.d/10-ssl.conf"
   render "$ROOT/bench/native/dovecot-local.conf" "$W/dovecot/local.conf"
-  in_cgroup dovecot dovecot -c "$W/dovecot/dovecot.conf"
-  in_cgroup postfix postfix -c "$PCONF" start 2>/dev/null
+  (in_cgroup dovecot dovecot -c "$W/dovecot/dovecot.conf")
+  (in_cgroup postfix postfix -c "$PCONF" start 2>/dev/null)
   wait_port 127.0.0.1 2525 && wait_port 127.0.0.1 10143
 }
 
@@ -162,8 +160,8 @@ native_filters_on() {
 
 native_rspamd_start() {
   chown -R _rspamd:_rspamd "$W/rspamd-local" "$W/rspamd-db" "$W/rspamd-run" "$W/log"
-  in_cgroup rspamd rspamd -u _rspamd -g _rspamd --var="LOCAL_CONFDIR=$W/rspamd-local" --var="DBDIR=$W/rspamd-db" \
-    --var="RUNDIR=$W/rspamd-run" --var="LOGDIR=$W/log"
+  (in_cgroup rspamd rspamd -u _rspamd -g _rspamd --var="LOCAL_CONFDIR=$W/rspamd-local" \
+    --var="DBDIR=$W/rspamd-db" --var="RUNDIR=$W/rspamd-run" --var="LOGDIR=$W/log")
   wait_port 127.0.0.1 11332 && wait_port 127.0.0.1 11334
 }
 
@@ -188,6 +186,8 @@ native_stop() {
     if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   rm -f "$W/rspamd-run/rspamd.pid" "$W/clamd.pid"
+  sleep 1
+  rmdir "$CG"/psn-mailbench/* "$CG/psn-mailbench" 2>/dev/null || true # once their processes are gone
 }
 
 wait_port() { # wait_port HOST PORT: up to 60 s
