@@ -360,6 +360,7 @@ section="$(python3 "$ROOT/bench/mailload.py" report --results "$RESULTS")"
 echo "$section"
 if [ "$WRITE_DOCS" = 1 ]; then
   out=docs/benchmarks.md
+  [ -f "$out" ] || printf '# Benchmarks\n\nEach section is written by the script it names; rerun it to refresh.\n' > "$out"
   python3 - "$out" "$section" <<'PY'
 import re, sys
 path, section = sys.argv[1], sys.argv[2]
