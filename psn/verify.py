@@ -36,11 +36,14 @@ from psn.names import default_domain, service_hostname
 
 TIMEOUT = 30
 DELIVERY_WAIT = 90  # seconds a test mail may take to reach the mailbox
+LOGIN_WAIT = 90  # seconds SOGo may take to answer a login after a (re)start
 # The antivirus and antispam industry's harmless test strings (https://www.eicar.org, Spamassassin).
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 # A SOGo preference every user has; verify flips it and puts it back.
 SETTING = "SOGoDayStartTime"
+# SOGo answers other clients with a "browser not supported" page.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 psn-verify"
 
 
 class CheckFailed(Exception):
@@ -165,7 +168,7 @@ class WebSession:
     ) -> tuple[int, dict[str, str], bytes]:
         t = self.target
         conn = PinnedHTTPS(t.web_host, t.web_address, t.tls)
-        sent = dict(headers or {})
+        sent = {"User-Agent": USER_AGENT, **(headers or {})}
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
             if "XSRF-TOKEN" in self.cookies:
@@ -219,37 +222,49 @@ def check_login_page(t: Target, web: WebSession) -> str:
 
 def check_sogo_login(t: Target, web: WebSession) -> str:
     body = json.dumps({"userName": t.user, "password": t.password, "rememberLogin": 0})
-    code, _, data = web.request("POST", "/SOGo/connect", body, {"Content-Type": "application/json"})
+    deadline = time.monotonic() + LOGIN_WAIT
+    while True:  # a SOGo that just started answers 5xx for a while
+        code, _, data = web.request(
+            "POST", "/SOGo/connect", body, {"Content-Type": "application/json"}
+        )
+        if code < 500 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     if code != 200 or not any(k.startswith("0xHIGHFLYxSOGo") for k in web.cookies):
         raise CheckFailed(f"POST /SOGo/connect as {t.user}: {code} {data[:200]!r}")
     return f"{t.user} logs in to SOGo"
 
 
 def check_setting(t: Target, web: WebSession) -> str:
+    """Change one preference, read it back, put the preferences back as they were (SOGo saves
+    the whole dictionary it is given)."""
     base = f"/SOGo/so/{t.user}"
-    code, _, data = web.request("GET", f"{base}/jsonDefaults")
-    if code != 200:
-        raise CheckFailed(f"GET {base}/jsonDefaults: {code}")
-    before = json.loads(data).get(SETTING, "08:00")
-    changed = "07:00" if before != "07:00" else "09:00"
 
-    def save(value: str) -> None:
-        body = json.dumps({"defaults": {SETTING: value}})
+    def load() -> dict:
+        code, _, data = web.request("GET", f"{base}/jsonDefaults")
+        if code != 200:
+            raise CheckFailed(f"GET {base}/jsonDefaults: {code}")
+        return json.loads(data)
+
+    def save(defaults: dict) -> None:
+        body = json.dumps({"defaults": defaults})
         code, _, data = web.request(
             "POST", f"{base}/Preferences/save", body, {"Content-Type": "application/json"}
         )
         if code != 200:
             raise CheckFailed(f"POST {base}/Preferences/save: {code} {data[:200]!r}")
 
-    save(changed)
+    original = load()
+    before = original.get(SETTING, "08:00")
+    changed = "07:00" if before != "07:00" else "09:00"
+    save({**original, SETTING: changed})
     try:
-        code, _, data = web.request("GET", f"{base}/jsonDefaults")
-        after = json.loads(data).get(SETTING) if code == 200 else None
+        after = load().get(SETTING)
     finally:
-        save(before)
+        save(original)
     if after != changed:
         raise CheckFailed(f"{SETTING} set to {changed} but read back as {after}")
-    return f"the setting {SETTING} is saved and read back (and restored to {before})"
+    return f"the setting {SETTING} is saved and read back (then restored to {before})"
 
 
 def check_caldav(t: Target) -> str:
