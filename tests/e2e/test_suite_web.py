@@ -1,14 +1,12 @@
-"""The web side (SOGo, its web front end, the TLS proxy) with its data services on one emulated
-Debian 12 server.
+"""The web side (SOGo, its web front end, the TLS proxy) of the suite deployment (conftest
+`suite`: every role on one emulated Debian 12 server).
 
-`./deploy_psn.sh` deploys the base roles, the registry, PostgreSQL, the directory, the mail
-stack, the backend (SOGo, memcached), the frontend (nginx with SOGo's resources) and the proxy;
-then a real HTTPS client talks to the server's published ports 80/443 by the installation's
+A real HTTPS client talks to the server's published ports 80/443 by the installation's
 host names (SNI and Host mail.<domain>, certificate checked against the test CA): HTTP
 redirects to HTTPS, admin@<domain> logs in to SOGo, keeps a setting, stores a calendar event
 over CalDAV and a contact over CardDAV, finds itself in the global address book; the
 /.well-known redirects, the 404 page of names without a service, the TLS versions, `nginx -t`
-in both nginx containers; a second run changes nothing; `-t proxy` alone serves a new
+in both nginx containers; `-t proxy` alone serves a new
 certificate and restarts only the proxy.
 """
 
@@ -34,13 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from e2e_helpers import (
     DOMAIN,
-    deploy,
-    image_archive,
     print_summary,
-    recap,
-    summary_rows,
     updated_at,
-    write_inventory,
 )
 
 from psn.certs import generate_self_signed
@@ -48,14 +41,6 @@ from psn.names import certificate_names, default_domain
 
 pytestmark = pytest.mark.e2e
 
-ARCHIVE_IMAGES = (
-    *("registry", "postgres", "ldap", "postfix", "dovecot"),
-    *("sogo", "memcached", "web", "proxy"),
-)
-ROLES = (
-    *("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry"),
-    *("postgres", "ldap", "mail", "backend", "frontend", "proxy"),
-)
 ADMIN = f"admin@{DOMAIN}"
 # SOGo answers a "browser not supported" page to clients it does not know.
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Firefox/115.0"
@@ -135,35 +120,19 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
+def lab(suite):
+    return suite.lab
 
 
 @pytest.fixture(scope="module")
-def lab(emulated_servers):
-    return emulated_servers(1, prefix="web")
+def first_run(suite) -> Path:
+    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
+    return suite.inventory
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("web")
-
-
-def deploy_web(archive: Path, inventory: Path, certs_root: Path, log_dir: Path, tags=ROLES):
-    started = time.monotonic()
-    res = deploy(
-        inventory, certs_root, log_dir, ",".join(tags), "-e", f"docker_registry__archive={archive}"
-    )
-    print_summary(f"deploy -t {','.join(tags)}", res, time.monotonic() - started)
-    return res
-
-
-@pytest.fixture(scope="module")
-def first_run(lab, archive, certs_root, workdir) -> Path:
-    inventory = write_inventory(workdir / "hosts.yml", lab)
-    res = deploy_web(archive, inventory, certs_root, workdir / "run1")
-    assert res.returncode == 0, res.stdout + res.stderr
-    return inventory
+def certs_root(suite) -> Path:
+    return suite.certs_root
 
 
 @pytest.fixture(scope="module")
@@ -434,18 +403,9 @@ def test_nginx_configurations_are_valid(lab):
         assert "syntax is ok" in out and "test is successful" in out, (service, out)
 
 
-def test_second_run_changes_nothing(lab, archive, first_run, certs_root, workdir):
-    before = updated_at(lab)
-    res = deploy_web(archive, first_run, certs_root, workdir / "run2")
-    assert res.returncode == 0, res.stdout + res.stderr
-    rows = summary_rows(res.stderr)
-    assert {role: row["changed"] for role, row in rows.items()} == dict.fromkeys(rows, 0)
-    assert recap(workdir / "run2")["changed"] == 0
-    assert updated_at(lab) == before
-
-
-def test_proxy_tag_replaces_the_certificate(lab, archive, first_run, certs_root, workdir, tls):
-    """Guide §4.2.4.2: new files in certificates/<domain>/, then `-t proxy` alone."""
+def test_proxy_tag_replaces_the_certificate(suite, lab, certs_root, tls):
+    """Guide §4.2.4.2: new files in certificates/<domain>/, then `-t proxy` alone. Runs last of
+    the suite's tests: the other services keep the old certificate until their own tags run."""
     address = lab.servers[0].address
     cert_dir = certs_root / default_domain(DOMAIN)
     old = served_certificate(address, tls)
@@ -456,7 +416,9 @@ def test_proxy_tag_replaces_the_certificate(lab, archive, first_run, certs_root,
     new = x509.load_pem_x509_certificate((cert_dir / "server.crt").read_bytes())
     before = updated_at(lab)
 
-    res = deploy_web(archive, first_run, certs_root, workdir / "run3", tags=("proxy",))
+    started = time.monotonic()
+    res = suite.deploy("run-proxy", "-t", "proxy")
+    print_summary("deploy -t proxy", res, time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
 
     assert served_certificate(address, tls) == new.public_bytes(Encoding.DER) != old
