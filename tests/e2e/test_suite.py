@@ -183,7 +183,9 @@ def test_dns_prints_the_dkim_record(first_run, certs_root):
 
 
 def test_second_run_restarts_nothing(suite):
-    """Last test of the suite's module: a full re-run changes and restarts nothing."""
+    """A full re-run changes and restarts nothing and keeps the DKIM key."""
+    key = f"sha256sum /opt/poseidon/dkim/{DOMAIN}.psn.key"
+    dkim_key = suite.lab.ssh(suite.server, key)
     before = updated_at(suite.lab)
     started = time.monotonic()
     res = suite.deploy("run2")
@@ -191,3 +193,4 @@ def test_second_run_restarts_nothing(suite):
     assert res.returncode == 0, res.stdout + res.stderr
     assert recap(suite.workdir / "run2").get("changed") == 0, res.stdout
     assert updated_at(suite.lab) == before
+    assert suite.lab.ssh(suite.server, key) == dkim_key

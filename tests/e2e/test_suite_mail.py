@@ -1,15 +1,15 @@
-"""The mail stack (Postfix, Dovecot, Rspamd, ClamAV) with the directory and Redis on one
-emulated Debian 12 server.
+"""The mail stack (Postfix, Dovecot, Rspamd, ClamAV) of the suite deployment (conftest `suite`:
+every role on one emulated Debian 12 server; ClamAV with a self-written EICAR database, as the
+public mirror is unreachable).
 
-`./deploy_psn.sh` deploys the base roles, the registry, the directory, Redis and the mail stack
-(ClamAV with a self-written EICAR database: the public mirror is unreachable); then real clients
+Real clients
 talk to the published ports of the server as a mail client or another mail server would: a mail
 submitted on 587 (STARTTLS, AUTH as admin@<domain>) is read over IMAPS with a DKIM signature that
 verifies against the published record; port 25 offers no AUTH, refuses unknown recipients,
 relaying, GTUBE and an EICAR attachment; a user cannot send as another; IMAP refuses a plaintext
 login before STARTTLS; a vacation rule uploaded over ManageSieve answers once; the quota set in
-the directory refuses mail; the tools of each daemon accept the rendered configuration; a second
-run changes nothing and keeps the DKIM key; always_bcc works as the guide sets it (§4.4.1.1).
+the directory refuses mail; the tools of each daemon accept the rendered configuration;
+always_bcc works as the guide sets it (§4.4.1.1).
 """
 
 from __future__ import annotations
@@ -31,64 +31,31 @@ import pytest
 import yaml
 from e2e_helpers import (
     DOMAIN,
-    deploy,
-    image_archive,
-    recap,
-    summary_rows,
-    updated_at,
-    write_inventory,
 )
 
 pytestmark = pytest.mark.e2e
 
-ARCHIVE_IMAGES = ("registry", "ldap", "redis", "postfix", "dovecot", "rspamd", "clamav")
-ROLES = (
-    *("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry"),
-    *("ldap", "redis", "mail"),
-)
 ADMIN = f"admin@{DOMAIN}"
 BASE_DN = "dc=example,dc=com"
-# The smoke tests' database: the EICAR file's MD5 as PSN.Smoke.EICAR.
-CLAMAV_DB = Path(__file__).resolve().parents[1] / "images" / "fixtures" / "clamav" / "db"
 DKIM_DIR = "/opt/poseidon/dkim"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
+def lab(suite):
+    return suite.lab
 
 
 @pytest.fixture(scope="module")
-def lab(emulated_servers):
-    return emulated_servers(1, prefix="mail")
+def first_run(suite) -> Path:
+    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
+    return suite.inventory
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("mail")
-
-
-def deploy_mail(archive: Path, inventory: Path, certs_root: Path, log_dir: Path):
-    return deploy(
-        inventory,
-        certs_root,
-        log_dir,
-        ",".join(ROLES),
-        *("-e", f"docker_registry__archive={archive}"),
-        *("-e", f"mail__clamav_databases_dir={CLAMAV_DB}"),
-    )
-
-
-@pytest.fixture(scope="module")
-def first_run(lab, archive, certs_root, workdir) -> Path:
-    inventory = write_inventory(workdir / "hosts.yml", lab)
-    started = time.monotonic()
-    res = deploy_mail(archive, inventory, certs_root, workdir / "run1")
-    print(f"\nfirst run ({', '.join(ROLES)}): {time.monotonic() - started:.0f}s")
-    assert res.returncode == 0, res.stdout + res.stderr
-    return inventory
+def certs_root(suite) -> Path:
+    return suite.certs_root
 
 
 @pytest.fixture(scope="module")
@@ -424,19 +391,6 @@ def test_the_quota_from_the_directory_is_enforced(lab, address, users):
         smtp.mail("someone@sender.test", ["SIZE=200000"])
         code, text = smtp.rcpt(full)
     assert code == 552 and b"5.2.2" in text, (code, text)
-
-
-def test_second_run_changes_nothing(lab, archive, first_run, certs_root, workdir):
-    [server] = lab.servers
-    key = lab.ssh(server, f"sha256sum {DKIM_DIR}/{DOMAIN}.psn.key")
-    before = updated_at(lab)
-    res = deploy_mail(archive, first_run, certs_root, workdir / "run2")
-    assert res.returncode == 0, res.stdout + res.stderr
-    rows = summary_rows(res.stderr)
-    assert {role: row["changed"] for role, row in rows.items()} == dict.fromkeys(rows, 0)
-    assert recap(workdir / "run2")["changed"] == 0
-    assert updated_at(lab) == before
-    assert lab.ssh(server, f"sha256sum {DKIM_DIR}/{DOMAIN}.psn.key") == key
 
 
 def test_always_bcc_by_the_guides_procedure(lab, address, tls, admin_password, users):
