@@ -156,8 +156,10 @@ class Inventory:
         return {str(h): (v if isinstance(v, dict) else {}) for h, v in found.items()}
 
     def host_vars(self, host: str) -> dict[str, Any]:
-        """A host's variables merged from every group it is listed in, as Ansible sees them."""
-        merged: dict[str, Any] = {}
+        """A host's variables merged from `all.hosts` and every group it is listed in, as
+        Ansible sees them."""
+        listed = self.get(("all", "hosts", host))
+        merged: dict[str, Any] = dict(listed) if isinstance(listed, dict) else {}
         for group in HOST_GROUPS:
             merged.update(self.hosts(group).get(host, {}))
         return merged

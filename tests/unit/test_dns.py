@@ -123,6 +123,18 @@ def test_host_variables_merge_across_groups(tmp_path: Path, capsys) -> None:
     assert ("mail.example.com.", "IN", "A", "203.0.113.9") in records
 
 
+def test_host_variables_under_all_hosts_count(tmp_path: Path, capsys) -> None:
+    yaml = yaml_round_trip()
+    doc = yaml.load((ROOT / "inventory" / "hosts.yml").read_text())
+    doc["all"]["hosts"] = {"host.example.com": {"ansible_host": "203.0.113.10"}}
+    path = tmp_path / "hosts.yml"
+    with path.open("w") as handle:
+        yaml.dump(doc, handle)
+    assert run(["--skip-checksum", "dns", str(path)]) == 0
+    records = _records(capsys.readouterr().out)
+    assert ("smtp.example.com.", "IN", "A", "203.0.113.10") in records
+
+
 def test_dkim_record_from_the_last_deployment(tmp_path: Path, capsys) -> None:
     inventory = _inventory(tmp_path, module="{service}.{domain}")
     certs = tmp_path / "certs"
