@@ -12,12 +12,13 @@ import re
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from psn import __version__, images
+from psn import __version__, emulated, images
 from psn.genpwd import fill_secrets
 from psn.inventory import yaml_round_trip
 
@@ -26,6 +27,27 @@ TEMPLATE_HOST = "host.example.com"
 DOMAIN = "example.com"
 VERSION = __version__
 COLUMNS = ("hosts", "ok", "changed", "failed", "unreachable")
+
+
+@dataclass
+class EmulatedLab:
+    """Servers of one private network, with the state (SSH key, known_hosts) to reach them."""
+
+    servers: list[emulated.Server]
+    state_dir: Path
+    network: str
+
+    def hostvars(self, server: emulated.Server) -> dict[str, str]:
+        """Inventory host variables for Ansible over SSH (host key checking on)."""
+        return emulated.hostvars(server, self.state_dir)
+
+    def ssh(self, server: emulated.Server, command: str, *, check: bool = True) -> str:
+        """Run a shell command on the server over SSH; its stdout."""
+        return emulated.ssh_run(server, self.state_dir, command, check=check).stdout
+
+    def exec(self, server: emulated.Server, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command in the server's container (docker exec), not failing on its exit."""
+        return emulated.exec_on(server, argv, check=False)
 
 
 def write_inventory(path: Path, lab, edit: Callable[[Any], None] | None = None) -> Path:

@@ -24,10 +24,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
-from pathlib import Path
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from e2e_helpers import (
@@ -117,34 +115,6 @@ class Browser:
     def post_json(self, url: str, data: object) -> Reply:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         return self.request("POST", url, json.dumps(data).encode(), headers)
-
-
-@pytest.fixture(scope="module")
-def lab(suite):
-    return suite.lab
-
-
-@pytest.fixture(scope="module")
-def first_run(suite) -> Path:
-    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
-    return suite.inventory
-
-
-@pytest.fixture(scope="module")
-def certs_root(suite) -> Path:
-    return suite.certs_root
-
-
-@pytest.fixture(scope="module")
-def address(lab, first_run) -> str:
-    return lab.servers[0].address
-
-
-@pytest.fixture(scope="module")
-def admin_password(first_run) -> str:
-    return yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
-        "default_tenant_admin_user"
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -37,29 +37,6 @@ pytestmark = pytest.mark.e2e
 ADMIN = f"admin@{DOMAIN}"
 
 
-@pytest.fixture(scope="module")
-def first_run(suite) -> Path:
-    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
-    return suite.inventory
-
-
-@pytest.fixture(scope="module")
-def certs_root(suite) -> Path:
-    return suite.certs_root
-
-
-@pytest.fixture(scope="module")
-def workdir(suite) -> Path:
-    return suite.workdir
-
-
-@pytest.fixture(scope="module")
-def admin_password(first_run) -> str:
-    return yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
-        "default_tenant_admin_user"
-    ]
-
-
 def test_verify_passes(first_run, certs_root, workdir):
     started = time.monotonic()
     res = deploy_psn("verify", first_run, certs_root, workdir / "verify")

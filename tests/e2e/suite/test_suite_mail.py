@@ -24,7 +24,6 @@ import time
 import uuid
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 
 import dkim
 import pytest
@@ -40,34 +39,6 @@ BASE_DN = "dc=example,dc=com"
 DKIM_DIR = "/opt/poseidon/dkim"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-
-
-@pytest.fixture(scope="module")
-def lab(suite):
-    return suite.lab
-
-
-@pytest.fixture(scope="module")
-def first_run(suite) -> Path:
-    """The session's suite deployment (tests/e2e/conftest.py): its inventory."""
-    return suite.inventory
-
-
-@pytest.fixture(scope="module")
-def certs_root(suite) -> Path:
-    return suite.certs_root
-
-
-@pytest.fixture(scope="module")
-def address(lab, first_run) -> str:
-    return lab.servers[0].address
-
-
-@pytest.fixture(scope="module")
-def admin_password(first_run) -> str:
-    return yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
-        "default_tenant_admin_user"
-    ]
 
 
 @pytest.fixture(scope="module")
