@@ -1,0 +1,1 @@
+"""PSN's own web services: the API, the admin panel and client autoconfiguration."""
