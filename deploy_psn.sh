@@ -60,7 +60,7 @@ case "${1:-}" in
   "")
     "$VENV/bin/deploy_psn" --help
     exit 2 ;;
-  -h|--help|--version|validate|genpwd|certs|dns|images|dist|deploy|precheck|status|verify|demo)
+  -h|--help|--version|validate|genpwd|certs|dns|images|dist|deploy|precheck|status|verify|demo|users|groups|domains|tenants)
     exec "$VENV/bin/deploy_psn" "${globals[@]}" "$@" ;;
   *)
     exec "$VENV/bin/deploy_psn" "${globals[@]}" deploy "$@" ;;

@@ -22,6 +22,7 @@ from psn import (
     validate,
     verify,
 )
+from psn.cli_admin import ADMIN_GROUPS
 from psn.console import make_console, render_problems, summary_line
 from psn.errors import InputError, Problem, PsnError
 from psn.names import certificate_names, default_domain
@@ -473,6 +474,10 @@ def verify_cmd(
 def demo_cmd(state: State, action: str) -> None:
     """Deploy (up) or remove (down) the local all-in-one demo."""
     (demo.demo_up if action == "up" else demo.demo_down)(state.root, err)
+
+
+for _group in ADMIN_GROUPS:
+    cli.add_command(_group)
 
 
 def run(argv: list[str]) -> int:

@@ -93,3 +93,14 @@ class DegradedError(PsnError):
     """The servers answer, but a service of the suite does not run as deployed."""
 
     exit_code = 6
+
+
+class ApiError(PsnError):
+    """The PSN API refused a request or could not be reached; `status` is its HTTP status (0:
+    no answer)."""
+
+    exit_code = 7
+
+    def __init__(self, title: str, status: int = 0) -> None:
+        super().__init__(title)
+        self.status = status
