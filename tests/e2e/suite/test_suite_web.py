@@ -326,7 +326,7 @@ def test_well_known_dav_redirects(browser):
 def test_names_without_a_service_get_a_clear_404(address, tls):
     # The certificate covers the names of Table 7, not an arbitrary one.
     for host, context in (
-        (f"admin.{DOMAIN}", tls),
+        (f"cab.{DOMAIN}", tls),
         (f"nothing-here.{DOMAIN}", tls_by_address(tls)),
     ):
         reply = Browser(address, context).request("GET", f"https://{host}/anything")
