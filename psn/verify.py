@@ -5,8 +5,8 @@ their inventory addresses under the installation's host names (SNI and Host head
 certificate checked against the certificate directory's `ca.crt` and the system's trust store:
 every service at full replicas, the webmail login page, a login, a mail through submission read
 back over IMAPS with a DKIM signature valid for the published record, a calendar event, a user
-setting, GTUBE and EICAR refused, no open relay. What it creates (the mail, the event) it removes,
-and the setting it changes it puts back.
+setting, GTUBE and EICAR refused, no open relay, the PSN API, the admin panel and autoconfig.
+What it creates (the mail, the event) it removes, and the setting it changes it puts back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -32,7 +32,7 @@ from rich.console import Console
 from psn import dns, status
 from psn.errors import DegradedError, InputError, Problem
 from psn.inventory import Inventory, as_text, load_inventory
-from psn.names import default_domain, service_hostname
+from psn.names import default_domain, service_hostname, service_hostnames
 
 TIMEOUT = 30
 DELIVERY_WAIT = 90  # seconds a test mail may take to reach the mailbox
@@ -43,6 +43,8 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 # A SOGo preference every user has; verify flips it and puts it back.
 SETTING = "SOGoDayStartTime"
 # SOGo answers other clients with a "browser not supported" page.
+# Login name of the API's global administrator (roles/backend backend__psnapi_admin_name).
+API_ADMIN = "psnapi"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 psn-verify"
 
 
@@ -64,6 +66,8 @@ class Target:
     password: str
     tls: ssl.SSLContext
     dkim_records: dict[str, str] = field(default_factory=dict)  # dns.dkim_values
+    api_password: str = ""  # passwords.psnapi_admin_user: the API's global administrator
+    hosts: dict[str, str] = field(default_factory=dict)  # names.service_hostnames
 
 
 @dataclass
@@ -116,6 +120,8 @@ def target_of(inv: Inventory, certs_root: Path) -> Target:
         password=password,
         tls=tls_context(cert_dir),
         dkim_records=dns.dkim_values(cert_dir),
+        api_password=as_text(inv.var("passwords", "psnapi_admin_user")),
+        hosts=service_hostnames(domain, module),
     )
 
 
@@ -265,6 +271,46 @@ def check_setting(t: Target, web: WebSession) -> str:
     if after != changed:
         raise CheckFailed(f"{SETTING} set to {changed} but read back as {after}")
     return f"the setting {SETTING} is saved and read back (then restored to {before})"
+
+
+def _on_host(t: Target, prefix: str) -> WebSession:
+    """A session with another host name of the installation behind the same proxy."""
+    return WebSession(replace(t, web_host=t.hosts.get(prefix, prefix)))
+
+
+def check_api(t: Target) -> str:
+    """The PSN API knows its global administrator and finds admin@<domain>."""
+    api = _on_host(t, "psnapi")
+    auth = base64.b64encode(f"{API_ADMIN}:{t.api_password}".encode()).decode()
+    headers = {"Authorization": f"Basic {auth}"}
+    code, _, data = api.request("GET", "/api/v1/me", headers=headers)
+    if code != 200 or json.loads(data).get("role") != "admin":
+        raise CheckFailed(f"GET https://{api.target.web_host}/api/v1/me as {API_ADMIN}: {code}")
+    code, _, data = api.request("GET", f"/api/v1/users?q={t.user}", headers=headers)
+    if code != 200 or t.user not in {u.get("address") for u in json.loads(data)}:
+        raise CheckFailed(f"GET /api/v1/users?q={t.user}: {code}, {t.user} not listed")
+    return f"https://{api.target.web_host}/api/v1 answers {API_ADMIN} and lists {t.user}"
+
+
+def check_admin_panel(t: Target) -> str:
+    web = _on_host(t, "admin")
+    code, _, data = web.request("GET", "/login")
+    if code != 200 or b'name="password"' not in data:
+        raise CheckFailed(
+            f"https://{web.target.web_host}/login answered {code} without a login form"
+        )
+    return f"https://{web.target.web_host}/ serves the admin panel's login page"
+
+
+def check_autoconfig(t: Target) -> str:
+    web = _on_host(t, "autoconfig")
+    code, _, data = web.request("GET", f"/mail/config-v1.1.xml?emailaddress={t.user}")
+    if code != 200 or t.imap_host.encode() not in data or t.smtp_host.encode() not in data:
+        raise CheckFailed(
+            f"https://{web.target.web_host}/mail/config-v1.1.xml answered {code} "
+            f"without {t.imap_host} and {t.smtp_host}"
+        )
+    return f"Thunderbird's autoconfig names {t.imap_host} and {t.smtp_host}"
 
 
 def check_caldav(t: Target) -> str:
@@ -427,6 +473,9 @@ def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
     record("GTUBE", lambda: check_gtube(t))
     record("EICAR", lambda: check_eicar(t))
     record("no open relay", lambda: check_no_relay(t))
+    record("PSN API", lambda: check_api(t))
+    record("admin panel", lambda: check_admin_panel(t))
+    record("autoconfig", lambda: check_autoconfig(t))
     return results
 
 

@@ -96,5 +96,5 @@ def test_every_check_reports_its_own_failure(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(verify, "TIMEOUT", 2)
     results = verify.run_checks(target, [])
     assert [r.name for r in results][:2] == ["services", "login page"]
-    assert len(results) == 10 and not any(r.ok for r in results)
+    assert len(results) == 13 and not any(r.ok for r in results)
     assert all(r.detail for r in results)

@@ -44,7 +44,7 @@ def test_verify_passes(first_run, certs_root, workdir):
     print(f"\nverify: {time.monotonic() - started:.0f}s\n{res.stdout}")
     assert res.returncode == 0, res.stdout + res.stderr
     checks = [line for line in res.stdout.splitlines() if re.match(r"[✓✗] [^:]+: ", line)]
-    assert len(checks) == 10 and all(c.startswith("✓") for c in checks), res.stdout
+    assert len(checks) == 13 and all(c.startswith("✓") for c in checks), res.stdout
     for name in ("DKIM", "GTUBE", "EICAR", "CalDAV", "user setting", "no open relay"):
         assert any(name in c for c in checks), name
 
