@@ -9,7 +9,7 @@ cd "$ROOT"
 log() { printf '\n== %s\n' "$*" >&2; }
 
 need=()
-for pkg in python3-venv git shellcheck; do
+for pkg in python3-venv git shellcheck chromium chromium-driver; do
   [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)" == ii* ]] || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
