@@ -1,6 +1,7 @@
-"""Fixtures of the psn/psnapi tests: the image (built on demand like test_smoke's) and a lab
-that runs its services, each with a config.json and secret files mounted, on a private Docker
-network with port 8080 published on 127.0.0.1.
+"""Fixtures of the psn/psnapi tests: the image (built on demand like test_smoke's), a lab that
+runs its services, each with a config.json and secret files mounted, on a private Docker network
+with port 8080 published on 127.0.0.1, and the PSN API over a real psn/ldap directory provisioned
+from the ldap role's own description (schema, ACIs, tree, accounts).
 
 Environment (as test_smoke.py): PSN_IMAGE_VERSION, PSN_SMOKE_BUILD=0, PSN_SMOKE_TIMEOUT.
 """
@@ -9,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.nativetypes import NativeEnvironment
 
 import psn
 from psn import images
@@ -135,3 +141,114 @@ def psnweb_lab(tmp_path_factory: pytest.TempPathFactory):
     lab = PsnwebLab(tmp_path_factory.mktemp("psnweb"))
     yield lab
     lab.close()
+
+
+# --- the PSN API over a provisioned directory ------------------------------------------------
+
+DOMAIN = "psn.test"
+BASE_DN = "dc=psn,dc=test"
+
+
+def ldap_role_description(base_dn: str, domain: str) -> dict[str, Any]:
+    """{"schema", "entries"} as roles/ldap feeds psn-ldap-provision, rendered from the role's
+    defaults (their Jinja expressions are plain variables and filters of Jinja itself)."""
+    raw = yaml.safe_load((ROOT / "roles" / "ldap" / "defaults" / "main.yml").read_text())
+    values = {
+        k: v for k, v in raw.items() if k not in ("ldap__services", "ldap__service_passwords")
+    }
+    values.update(ldap__base_dn=base_dn, ldap__domain=domain)
+    env = NativeEnvironment(undefined=StrictUndefined)
+
+    def render(value: Any) -> Any:
+        if isinstance(value, str) and "{{" in value:
+            return env.from_string(value).render(values)
+        if isinstance(value, list):
+            return [render(v) for v in value]
+        if isinstance(value, dict):
+            return {k: render(v) for k, v in value.items()}
+        return value
+
+    # Until nothing changes: values refer to other values (entries → acis → base DN).
+    for _ in range(10):
+        rendered = {}
+        for key, value in values.items():
+            try:
+                rendered[key] = render(value)
+            except TemplateError:  # refers to a value not rendered yet, or one not needed here
+                rendered[key] = value
+        if rendered == values:
+            break
+        values = rendered
+    description = {"schema": values["ldap__schema"], "entries": values["ldap__entries"]}
+    assert "{{" not in json.dumps(description), "unrendered values in the ldap role's defaults"
+    return description
+
+
+@dataclass(frozen=True)
+class PsnapiService:
+    """A running API: its URL from the host, its name on the lab network and the logins."""
+
+    url: str
+    internal_url: str
+    admin_name: str
+    admin_password: str
+    domain: str
+    tenant_admin: str
+    tenant_admin_password: str
+
+
+@pytest.fixture(scope="module")
+def psnapi_service(psnapi_image, psnweb_lab) -> PsnapiService:
+    """psn/ldap provisioned like the ldap role does (domain psn.test, admin@psn.test the default
+    tenant's administrator) and the API (`psnweb api`) bound to it as uid=psnapi."""
+    pw = {name: f"Pw-{name[:6]}-{secrets.token_hex(6)}" for name in ("dm", "svc", "admin", "user")}
+    ldap_secrets = {
+        "ldap_dm_password": pw["dm"],
+        "ldap_mail_password": secrets.token_hex(12),
+        "ldap_groupware_password": secrets.token_hex(12),
+        "ldap_psnapi_password": pw["svc"],
+        "ldap_system_password": secrets.token_hex(12),
+        "ldap_default_admin_password": pw["user"],
+    }
+    ldap = psnweb_lab.run(
+        psn_image("ldap"),
+        "ldap",
+        secrets=ldap_secrets,
+        publish=None,
+        extra=["-e", f"PSN_LDAP_SUFFIX={BASE_DN}"],
+    )
+    psnweb_lab.wait_healthy(ldap)
+    description = json.dumps(ldap_role_description(BASE_DN, DOMAIN)).encode()
+    run_docker("exec", "-i", ldap, "psn-ldap-provision", input=description)
+
+    hosts = {k: f"{k}.{DOMAIN}" for k in ("mail", "imap", "smtp", "autoconfig", "psnapi")}
+    config = {
+        "ldap": {
+            "uri": "ldap://ldap:3389",
+            "base_dn": BASE_DN,
+            "bind_dn": f"uid=psnapi,ou=Services,{BASE_DN}",
+            "password_secret": "psnapi_ldap_password",
+        },
+        "admin": {"name": "psnapi", "password_secret": "psnapi_admin_password"},
+        "token": {"key_secret": "psnapi_jwt_key", "ttl": 600},
+        "default_tenant": "default",
+        "external_domain": DOMAIN,
+        "hosts": hosts,
+        "dns": {"mx": hosts["smtp"], "dkim_selector": "psn", "dkim": {}},
+    }
+    api_secrets = {
+        "psnapi_ldap_password": pw["svc"],
+        "psnapi_admin_password": pw["admin"],
+        "psnapi_jwt_key": secrets.token_hex(32),
+    }
+    api = psnweb_lab.run(psnapi_image, "psnapi", "api", config=config, secrets=api_secrets)
+    psnweb_lab.wait_healthy(api)
+    return PsnapiService(
+        url=psnweb_lab.url(api),
+        internal_url="http://psnapi:8080",
+        admin_name="psnapi",
+        admin_password=pw["admin"],
+        domain=DOMAIN,
+        tenant_admin=f"admin@{DOMAIN}",
+        tenant_admin_password=pw["user"],
+    )

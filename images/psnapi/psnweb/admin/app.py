@@ -144,9 +144,12 @@ def user_changes(user: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
     """The PATCH body turning `user` into the posted `values` (only what differs)."""
     old = user_values(user)
     changes: dict[str, Any] = {}
-    for key in ("display_name", "given_name", "surname", "enabled", "tenant_admin"):
+    for key in ("display_name", "enabled", "tenant_admin"):
         if values[key] != old[key]:
             changes[key] = values[key]
+    for key in ("given_name", "surname"):
+        if values[key] != old[key]:
+            changes[key] = values[key] or None  # null removes the attribute
     if values["quota"] and values["quota"] != old["quota"]:
         changes["quota"] = values["quota"]
     if split_list(values["aliases"]) != split_list(old["aliases"]):
