@@ -25,6 +25,9 @@ QUOTA_FORMS = (
 # A value the directory would take as an already hashed password instead of hashing it.
 HASHED_RE = re.compile(r"\{[A-Za-z0-9_-]+\}")
 TEXT_MAX = 256
+# pydantic 1 does not mark optional fields nullable in the OpenAPI description: `nullable=True`
+# does, where null is a value (in a PATCH, null removes the attribute).
+NULL_DOC = "null removes it"
 MAX_ADDRESSES = 1000
 
 
@@ -140,7 +143,9 @@ class TokenOut(BaseModel):
 class MeOut(BaseModel):
     username: str
     role: str = Field(..., description="admin or tenant_admin")
-    tenant: str | None = Field(None, description="the tenant of a tenant administrator")
+    tenant: str | None = Field(
+        None, nullable=True, description="the tenant of a tenant administrator"
+    )
 
 
 class ErrorOut(BaseModel):
@@ -214,8 +219,8 @@ class UserPatch(Body):
     aliases: list[str] | None = None
     enabled: bool | None = None
     tenant_admin: bool | None = None
-    given_name: str | None = Field(None, max_length=TEXT_MAX, description="null removes it")
-    surname: str | None = Field(None, max_length=TEXT_MAX, description="null removes it")
+    given_name: str | None = Field(None, max_length=TEXT_MAX, nullable=True, description=NULL_DOC)
+    surname: str | None = Field(None, max_length=TEXT_MAX, nullable=True, description=NULL_DOC)
 
     @root_validator(pre=True)
     def _nulls(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -250,8 +255,8 @@ class UserIn(UserPatch):
 class UserOut(BaseModel):
     address: str
     display_name: str
-    given_name: str | None
-    surname: str | None
+    given_name: str | None = Field(..., nullable=True)
+    surname: str | None = Field(..., nullable=True)
     quota: int
     aliases: list[str]
     enabled: bool
@@ -266,7 +271,7 @@ class UserOut(BaseModel):
 
 class GroupPatch(Body):
     name: str | None = Field(None, max_length=TEXT_MAX)
-    description: str | None = Field(None, max_length=1024, description="null removes it")
+    description: str | None = Field(None, max_length=1024, nullable=True, description=NULL_DOC)
     members: list[str] | None = Field(None, description="addresses of users of the tenant")
     aliases: list[str] | None = None
 
@@ -297,7 +302,7 @@ class GroupIn(GroupPatch):
 class GroupOut(BaseModel):
     address: str
     name: str
-    description: str | None
+    description: str | None = Field(..., nullable=True)
     members: list[str]
     aliases: list[str]
     tenant: str
