@@ -552,7 +552,7 @@ def test_fuzz_from_openapi(lab):
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=int(os.environ.get("PSN_FUZZ_EXAMPLES", "15")),
+            max_examples=int(os.environ.get("PSN_FUZZ_EXAMPLES", "30")),
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

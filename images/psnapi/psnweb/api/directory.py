@@ -59,6 +59,15 @@ def _first(attrs: Attributes, name: str, default: str | None = None) -> str | No
     return values[0] if values else default
 
 
+def _substring_filter(q: str, names: list[str]) -> str:
+    """Entries with `q` in one of the name attributes or in an address (addresses are ASCII:
+    the directory refuses other characters in a filter on them)."""
+    if q.isascii():
+        names = [*names, "mail", "mailAlternateAddress"]
+    s = escape_filter_chars(q)
+    return f"(|{''.join(f'({name}=*{s}*)' for name in names)})"
+
+
 def _domain_of(address: str) -> str:
     return address.rpartition("@")[2]
 
@@ -328,10 +337,7 @@ class Session:
         if domain is not None:
             parts.append(f"(mail=*@{escape_filter_chars(domain)})")
         if q:
-            s = escape_filter_chars(q)
-            parts.append(
-                f"(|(mail=*{s}*)(displayName=*{s}*)(cn=*{s}*)(mailAlternateAddress=*{s}*))"
-            )
+            parts.append(_substring_filter(q, ["displayName", "cn"]))
         found = self.search(self.dir.ou("People"), f"(&{''.join(parts)})", USER_ATTRS)
         groups = self._memberships()
         users = [self._user(dn, a, groups.get(dn.lower(), [])) for dn, a in found]
@@ -438,8 +444,7 @@ class Session:
         if domain is not None:
             parts.append(f"(mail=*@{escape_filter_chars(domain)})")
         if q:
-            s = escape_filter_chars(q)
-            parts.append(f"(|(mail=*{s}*)(cn=*{s}*)(mailAlternateAddress=*{s}*))")
+            parts.append(_substring_filter(q, ["cn"]))
         found = self.search(self.dir.ou("Groups"), f"(&{''.join(parts)})", GROUP_ATTRS)
         return sorted((self._group(a) for _, a in found), key=lambda g: g.address)
 

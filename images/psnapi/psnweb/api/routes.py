@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials,
 from psnweb.api.auth import Authenticator, Principal, Utf8Basic, unauthorized
 from psnweb.api.directory import Session
 from psnweb.api.dnsrecords import domain_records
-from psnweb.api.errors import not_found
+from psnweb.api.errors import invalid, not_found
 from psnweb.api.models import (
     DnsRecordOut,
     DomainIn,
@@ -38,6 +38,7 @@ from psnweb.api.models import (
     parse_address,
     parse_domain,
     parse_tenant,
+    parse_text,
 )
 
 BASIC = Utf8Basic(auto_error=False, realm="PSN API")
@@ -82,13 +83,25 @@ def _parsed(parse: Callable[[str], str], value: str, what: str) -> str:
         raise not_found(f"there is no {what} {value!r}") from None
 
 
+def _query(parse: Callable[[str], str], value: str | None) -> str | None:
+    """A query parameter normalized; 422 naming the problem when it is not valid."""
+    try:
+        return parse(value) if value is not None else None
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
 def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
     """The tenant a listing is limited to: a tenant administrator's own one."""
+    tenant = _query(parse_tenant, tenant)
     if tenant is not None:
-        tenant = tenant.strip().lower()
         principal.check_tenant(tenant, f"the tenant {tenant}")
         return tenant
     return principal.tenant
+
+
+def _search_text(q: str | None) -> str | None:
+    return _query(parse_text, q) or None
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -272,8 +285,8 @@ def list_users(
     """Users, filtered (a tenant administrator: those of its tenant)."""
     return session.users(
         tenant=_tenant_filter(principal, tenant),
-        domain=domain.strip().lower() if domain else None,
-        q=q.strip() if q else None,
+        domain=_query(parse_domain, domain),
+        q=_search_text(q),
         enabled=enabled,
     )
 
@@ -344,8 +357,8 @@ def list_groups(
     """Groups (distribution lists), filtered (a tenant administrator: those of its tenant)."""
     return session.groups(
         tenant=_tenant_filter(principal, tenant),
-        domain=domain.strip().lower() if domain else None,
-        q=q.strip() if q else None,
+        domain=_query(parse_domain, domain),
+        q=_search_text(q),
     )
 
 
