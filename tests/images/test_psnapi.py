@@ -1,48 +1,34 @@
 """Integration tests of the PSN API (psn/psnapi) over HTTP against a real directory (psn/ldap).
 
 The directory runs on a private Docker network and is provisioned exactly as the ldap role does
-it: roles/ldap/defaults/main.yml rendered with Jinja2 and piped as {"schema", "entries"} to the
-image's psn-ldap-provision (so the API's account uid=psnapi and its ACIs are the role's). The API
-container gets a config.json and its secrets as read-only files, like Docker configs and secrets.
-Binds as users (disabled accounts, reset passwords) go straight to the directory with ldap3.
-The images are built from cache like the smoke tests do (PSN_SMOKE_BUILD=0: only use them).
+it (conftest's ldap_role_description: the role's defaults piped to psn-ldap-provision), so the
+API's account uid=psnapi and its ACIs are the role's. The API container gets a config.json and
+its secrets as read-only files, like Docker configs and secrets. Binds as users (disabled
+accounts, reset passwords) go to the directory itself with ldapwhoami in its container.
+PSN_FUZZ_EXAMPLES: examples per operation of the fuzz test (default 30).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jinja2
-import jinja2.nativetypes
 import pytest
 import schemathesis
-import yaml
+from conftest import BASE_DN, DOMAIN, PsnwebLab, ldap_role_description, psn_image, run_docker
 from hypothesis import HealthCheck, given, settings
-from ldap3 import Connection, Server
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
-from test_smoke import BUILD, ROOT, VERSION, Containers, docker
 
-from psn import images
-from psn.errors import ImageBuildError
-
-pytestmark = pytest.mark.skipif(
-    not images.engine_answers(),
-    reason="no Docker engine answers (start one with: bash .ci/docker-engine.sh)",
-)
-
-BASE_DN = "dc=psn,dc=test"
-DOMAIN = "psn.test"
 DEFAULT_ADMIN = f"admin@{DOMAIN}"
 HOSTS = {
     "mail": f"mail.{DOMAIN}",
@@ -54,49 +40,14 @@ DKIM = "v=DKIM1; k=rsa; p=" + "A" * 300  # longer than one TXT character-string
 
 
 def _pw(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:12]}"
-
-
-# --- the directory as the ldap role describes it ----------------------------------------------
-
-
-def role_description(context: dict[str, Any]) -> dict[str, Any]:
-    """{"schema", "entries"} of roles/ldap/defaults/main.yml, templated like Ansible would."""
-    raw = yaml.safe_load((ROOT / "roles/ldap/defaults/main.yml").read_text("utf-8"))
-    env = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
-
-    def render(value: Any, known: dict[str, Any]) -> Any:
-        if isinstance(value, str) and "{{" in value:
-            return env.from_string(value).render(known)
-        if isinstance(value, list):
-            return [render(v, known) for v in value]
-        if isinstance(value, dict):
-            return {render(k, known): render(v, known) for k, v in value.items()}
-        return value
-
-    # Variables refer to each other: render those whose references are known, until none is left
-    # (the ones with Ansible-only filters are not needed here and stay unrendered).
-    known, pending = dict(context), dict(raw)
-    while pending:
-        progress = False
-        for name, value in list(pending.items()):
-            try:
-                known[name] = render(value, known)
-            except jinja2.TemplateError:
-                continue
-            del pending[name]
-            progress = True
-        if not progress:
-            break
-    return {"schema": known["ldap__schema"], "entries": known["ldap__entries"]}
+    return f"{name}-{secrets.token_hex(6)}"
 
 
 @dataclass
 class Lab:
-    """The running directory and API, with the secrets they were given."""
+    """The running directory and API, with the passwords they were given."""
 
     url: str
-    ldap_port: int
     admin_password: str
     default_admin_password: str
     ldap: str
@@ -107,101 +58,64 @@ class Lab:
 
     def binds(self, address: str, password: str) -> bool:
         """Whether a simple bind as the user succeeds (what SOGo, IMAP and SMTP do)."""
-        server = Server(f"ldap://127.0.0.1:{self.ldap_port}", connect_timeout=10)
-        conn = Connection(server, f"uid={address},ou=People,{BASE_DN}", password)
-        try:
-            return bool(conn.bind())
-        finally:
-            conn.unbind()
-
-
-def _tag(name: str) -> str:
-    tag = images.image_tag(name, VERSION)
-    if BUILD:
-        try:
-            images.build_images(ROOT, VERSION, only=[name])
-        except ImageBuildError as exc:
-            pytest.fail(f"building {tag} failed: {exc.title}\n{exc.output}", pytrace=False)
-    elif not images.image_exists(tag):
-        pytest.skip(f"{tag} is not built and PSN_SMOKE_BUILD=0")
-    return tag
+        dn = f"uid={address},ou=People,{BASE_DN}"
+        res = run_docker(
+            "exec", self.ldap, "ldapwhoami", "-x", "-D", dn, "-w", password, check=False
+        )
+        return res.returncode == 0
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    ldap_tag, api_tag = _tag("ldap"), _tag("psnapi")
-    network = f"psn-apitest-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", network)
-    tmp = tmp_path_factory.mktemp("psnapi")
-    containers = Containers(network, tmp)
-    try:
-        service_passwords = {n: _pw(n) for n in ("mail", "groupware", "psnapi")}
-        default_admin_password = _pw("Admin")
-        ldap_secrets = {
-            "ldap_dm_password": _pw("Dm"),
-            "ldap_mail_password": service_passwords["mail"],
-            "ldap_groupware_password": service_passwords["groupware"],
-            "ldap_psnapi_password": service_passwords["psnapi"],
-            "ldap_system_password": _pw("System"),
-            "ldap_default_admin_password": default_admin_password,
-        }
-        ldap = containers.run(
-            ldap_tag, "ldap", secrets=ldap_secrets, env={"PSN_LDAP_SUFFIX": BASE_DN}, ports=["3389"]
-        )
-        containers.wait_healthy(ldap)
-        context = {
-            "psn_ldap_base_dn": BASE_DN,
-            "setup": {"external_domain": DOMAIN},
-            "psn_ldap_service_passwords": service_passwords,
-        }
-        description = json.dumps(role_description(context)).encode()
-        docker("exec", "-i", ldap, "psn-ldap-provision", input=description)
+def lab(psnapi_image: str, psnweb_lab: PsnwebLab) -> Iterator[Lab]:
+    service_password, default_admin_password = _pw("Psnapi-ldap"), _pw("Admin")
+    ldap_secrets = {
+        "ldap_dm_password": _pw("Dm"),
+        "ldap_mail_password": _pw("Mail"),
+        "ldap_groupware_password": _pw("Groupware"),
+        "ldap_psnapi_password": service_password,
+        "ldap_system_password": _pw("System"),
+        "ldap_default_admin_password": default_admin_password,
+    }
+    ldap = psnweb_lab.run(
+        psn_image("ldap"),
+        "ldap",
+        secrets=ldap_secrets,
+        publish=None,
+        extra=["-e", f"PSN_LDAP_SUFFIX={BASE_DN}"],
+    )
+    psnweb_lab.wait_healthy(ldap)
+    description = json.dumps(ldap_role_description(BASE_DN, DOMAIN)).encode()
+    run_docker("exec", "-i", ldap, "psn-ldap-provision", input=description)
 
-        admin_password = _pw("Psnapi-admin")
-        config = {
-            "ldap": {
-                "uri": "ldap://ldap:3389",
-                "base_dn": BASE_DN,
-                "bind_dn": f"uid=psnapi,ou=Services,{BASE_DN}",
-                "password_secret": "ldap_psnapi_password",
-            },
-            "admin": {"name": "psnapi", "password_secret": "psnapi_admin_password"},
-            "token": {"key_secret": "psnapi_jwt_key", "ttl": 600},
-            "default_tenant": "default",
-            "external_domain": DOMAIN,
-            "hosts": HOSTS,
-            "dns": {"mx": HOSTS["smtp"], "dkim_selector": "psn", "dkim": {DOMAIN: DKIM}},
-        }
-        config_file = tmp / "config.json"
-        config_file.write_text(json.dumps(config), "utf-8")
-        config_file.chmod(0o444)
-        api = containers.run(
-            api_tag,
-            "psnapi",
-            secrets={
-                "ldap_psnapi_password": service_passwords["psnapi"],
-                "psnapi_admin_password": admin_password,
-                "psnapi_jwt_key": _pw("jwt-key") * 3,
-            },
-            mounts=[(config_file, "/etc/psnweb/config.json:ro")],
-            ports=["8080"],
-        )
-        containers.wait_healthy(api)
-        yield Lab(
-            url=f"http://127.0.0.1:{containers.port(api, '8080')}",
-            ldap_port=containers.port(ldap, "3389"),
-            admin_password=admin_password,
-            default_admin_password=default_admin_password,
-            ldap=ldap,
-        )
-        logs = docker("logs", api, check=False)
-        output = (logs.stdout + logs.stderr).decode(errors="replace")
-        for secret in (admin_password, default_admin_password, service_passwords["psnapi"]):
-            assert secret not in output, "a password reached the API's log"
-        assert "Traceback" not in output, f"the API failed on a request:\n{output[-4000:]}"
-    finally:
-        containers.cleanup()
-        docker("network", "rm", network, check=False)
+    admin_password = _pw("Psnapi-admin")
+    config = {
+        "ldap": {
+            "uri": "ldap://ldap:3389",
+            "base_dn": BASE_DN,
+            "bind_dn": f"uid=psnapi,ou=Services,{BASE_DN}",
+            "password_secret": "ldap_psnapi_password",
+        },
+        "admin": {"name": "psnapi", "password_secret": "psnapi_admin_password"},
+        "token": {"key_secret": "psnapi_jwt_key", "ttl": 600},
+        "default_tenant": "default",
+        "external_domain": DOMAIN,
+        "hosts": HOSTS,
+        "dns": {"mx": HOSTS["smtp"], "dkim_selector": "psn", "dkim": {DOMAIN: DKIM}},
+    }
+    api_secrets = {
+        "ldap_psnapi_password": service_password,
+        "psnapi_admin_password": admin_password,
+        "psnapi_jwt_key": secrets.token_hex(32),
+    }
+    api = psnweb_lab.run(psnapi_image, "api", "api", config=config, secrets=api_secrets)
+    psnweb_lab.wait_healthy(api)
+    yield Lab(psnweb_lab.url(api), admin_password, default_admin_password, ldap)
+
+    logs = run_docker("logs", api, check=False)
+    output = (logs.stdout + logs.stderr).decode(errors="replace")
+    for secret in (admin_password, default_admin_password, service_password):
+        assert secret not in output, "a password reached the API's log"
+    assert "Traceback" not in output, f"the API failed on a request:\n{output[-4000:]}"
 
 
 @pytest.fixture(scope="module")
