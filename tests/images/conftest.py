@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,12 +196,18 @@ class PsnapiService:
     domain: str
     tenant_admin: str
     tenant_admin_password: str
+    ldap: str  # the directory's container
+
+
+# A DKIM record as the mail role writes it, longer than one TXT character-string.
+DKIM_RECORD = "v=DKIM1; k=rsa; p=" + "A" * 300
 
 
 @pytest.fixture(scope="module")
-def psnapi_service(psnapi_image, psnweb_lab) -> PsnapiService:
+def psnapi_service(psnapi_image, psnweb_lab) -> Iterator[PsnapiService]:
     """psn/ldap provisioned like the ldap role does (domain psn.test, admin@psn.test the default
-    tenant's administrator) and the API (`psnweb api`) bound to it as uid=psnapi."""
+    tenant's administrator) and the API (`psnweb api`) bound to it as uid=psnapi. Afterwards the
+    API's log must hold no password and no traceback."""
     pw = {name: f"Pw-{name[:6]}-{secrets.token_hex(6)}" for name in ("dm", "svc", "admin", "user")}
     ldap_secrets = {
         "ldap_dm_password": pw["dm"],
@@ -234,7 +241,7 @@ def psnapi_service(psnapi_image, psnweb_lab) -> PsnapiService:
         "default_tenant": "default",
         "external_domain": DOMAIN,
         "hosts": hosts,
-        "dns": {"mx": hosts["smtp"], "dkim_selector": "psn", "dkim": {}},
+        "dns": {"mx": hosts["smtp"], "dkim_selector": "psn", "dkim": {DOMAIN: DKIM_RECORD}},
     }
     api_secrets = {
         "psnapi_ldap_password": pw["svc"],
@@ -243,7 +250,7 @@ def psnapi_service(psnapi_image, psnweb_lab) -> PsnapiService:
     }
     api = psnweb_lab.run(psnapi_image, "psnapi", "api", config=config, secrets=api_secrets)
     psnweb_lab.wait_healthy(api)
-    return PsnapiService(
+    yield PsnapiService(
         url=psnweb_lab.url(api),
         internal_url="http://psnapi:8080",
         admin_name="psnapi",
@@ -251,4 +258,10 @@ def psnapi_service(psnapi_image, psnweb_lab) -> PsnapiService:
         domain=DOMAIN,
         tenant_admin=f"admin@{DOMAIN}",
         tenant_admin_password=pw["user"],
+        ldap=ldap,
     )
+    logs = run_docker("logs", api, check=False)
+    output = (logs.stdout + logs.stderr).decode(errors="replace")
+    for secret in (pw["admin"], pw["user"], pw["svc"]):
+        assert secret not in output, "a password reached the API's log"
+    assert "Traceback" not in output, f"the API failed on a request:\n{output[-4000:]}"
