@@ -11,8 +11,10 @@ EXTERNAL maps to cn=Directory Manager):
 - schema: each definition is added to cn=schema when its OID is missing, replaced when it
   differs (names, syntax, matching rules, SUP, MUST/MAY, kind, single-value).
 - enforce: the entry is created when missing; otherwise each listed attribute is made equal to
-  the listed values. Other attributes are left alone. `aci` is merged instead: values whose acl
-  name starts with "psn:" are ours (made equal to the list), the others are kept.
+  the listed values (operational attributes such as nsSizeLimit included: the entry is read
+  with exactly the listed attributes). Other attributes are left alone. `aci` is merged
+  instead: values whose acl name starts with "psn:" are ours (made equal to the list), the
+  others are kept.
 - create: created when missing, never changed afterwards (owned by its users from then on).
 - modify: the entry must exist (cn=config); listed attributes are enforced.
 - password_secret: userPassword is the content of /run/secrets/<name>; on an existing enforced
@@ -133,7 +135,10 @@ def apply_entry(conn: ldap.ldapobject.LDAPObject, entry: dict) -> list[str]:
     wanted = {k: encode(v) for k, v in entry.get("attributes", {}).items()}
     password = secret(entry["password_secret"]) if entry.get("password_secret") else None
     try:
-        [(_, current)] = conn.search_s(dn, ldap.SCOPE_BASE, attrlist=["*", "aci"])
+        # The attributes compared, by name: operational ones (aci, nsSizeLimit, ...) are only
+        # returned when asked for. objectClass and cn tell whether it is an index, and of what.
+        attrlist = [*wanted, "objectClass", "cn"]
+        [(_, current)] = conn.search_s(dn, ldap.SCOPE_BASE, attrlist=attrlist)
     except ldap.NO_SUCH_OBJECT:
         if mode == "modify":
             raise ProvisionError(f"{dn} does not exist") from None
