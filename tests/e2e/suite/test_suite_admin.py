@@ -186,6 +186,29 @@ def test_a_tenant_admin_sees_only_its_tenant(acme, api, target, certs_root):
     assert api.request("GET", api.item("users", BOB))["display_name"] == "Robert Example"
 
 
+def test_a_new_domain_signs_after_the_next_mail_run(acme, api, target, suite):
+    """docs/administration.md: `-t mail,backend` makes the DKIM key of a domain added through
+    the API; its record is on the domain's DNS page and its mail verifies against it."""
+
+    def dkim_record() -> str:
+        records = api.request("GET", api.item("domains", ACME) + "/dns")
+        data = next(r["data"] for r in records if r["name"] == f"psn._domainkey.{ACME}.")
+        return "".join(part for part in data.split('"')[1::2])
+
+    assert "not generated" in dkim_record() or "<" in dkim_record()
+    res = suite.deploy("run-dkim", "-t", "mail,backend")
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = dkim_record()
+    assert record.startswith("v=DKIM1; k=rsa; p=MII"), record
+    ann = dataclasses.replace(_as(target, ANN), dkim_records={f"psn._domainkey.{ACME}.": record})
+    msg = verify._message(ann, f"signed {uuid.uuid4().hex[:6]}", "Signed by acme.\n", to=BOB)
+    verify._submit(ann, msg)
+    raw = verify._fetch_and_delete(_as(target, BOB), msg["Message-ID"])
+    assert b"d=acme.test" in raw
+    detail = verify._dkim_detail(ann, raw)
+    assert not detail.startswith("✗"), detail
+
+
 def test_the_cli_imports_users_from_csv_and_prints_dns_records(acme, target, certs_root,
                                                                first_run, tmp_path):  # fmt: skip
     csv_file = tmp_path / "users.csv"

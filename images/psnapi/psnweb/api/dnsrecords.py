@@ -61,8 +61,8 @@ def domain_records(settings: Settings, domain: str) -> list[DnsRecordOut]:
                 type="TXT",
                 data=txt_data("v=DKIM1; k=rsa; p=<not generated yet>"),
                 comment=(
-                    f"no DKIM key of {domain} is known yet: deploy the mail role "
-                    "(deploy_psn <inventory> -t mail), which makes one, then ask again"
+                    f"no DKIM key of {domain} yet: `./deploy_psn.sh <inventory> -t mail,backend` "
+                    "makes it and shows its record here"
                 ),
             )
         )
