@@ -297,3 +297,49 @@ def test_a_tenant_admin_sees_its_tenant_only(browser, panel, psnapi_service):
     browser.find_element(By.ID, "logout").click()
     assert "Signed out" in message(browser, "notice")
     assert browser.get_cookie("psn_admin_session") is None
+
+
+def test_the_configured_language_and_the_users_choice(
+    browser, psnapi_image, psnweb_lab, psnapi_service
+):
+    svc = psnapi_service
+    ru = start_panel(psnapi_image, psnweb_lab, svc, secure_cookies=False, language="ru")
+
+    def lang() -> str:
+        return browser.find_element(By.TAG_NAME, "html").get_attribute("lang")
+
+    try:
+        browser.delete_all_cookies()
+        browser.get(f"{ru}/login")
+        assert lang() == "ru"
+        assert browser.find_element(By.CSS_SELECTOR, "label[for=username]").text == (
+            "Имя пользователя или адрес"
+        )
+        fill(browser, username=svc.admin_name, password=svc.admin_password)
+        submit(browser, "login")
+        browser.get(f"{ru}/users?q=admin")
+        assert browser.find_element(By.ID, "nav-users").text == "Пользователи"
+        assert browser.find_element(By.ID, "new-user").text == "Новый пользователь"
+        assert "Адрес" in browser.find_element(By.ID, "users").text
+        assert browser.find_element(By.ID, f"user-{svc.tenant_admin}")
+
+        # The switch returns to the same page (search included), in English.
+        submit(browser, "lang-en")
+        assert browser.current_url.endswith("/users?q=admin")
+        assert lang() == "en"
+        assert browser.find_element(By.ID, "nav-users").text == "Users"
+        cookie = browser.get_cookie("psn_admin_language")
+        assert cookie["value"] == "en" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        submit(browser, "logout")
+        assert message(browser, "notice") == "Signed out."  # the choice outlives the session
+
+        # And back: the sign-in page and the panel's own messages in Russian again.
+        submit(browser, "lang-ru")
+        assert browser.current_url.endswith("/login") and lang() == "ru"
+        assert browser.find_element(By.ID, "login").text == "Вход"
+        fill(browser, username=svc.admin_name, password=svc.admin_password)
+        submit(browser, "login")
+        submit(browser, "logout")
+        assert message(browser, "notice") == "Вы вышли из панели."
+    finally:
+        browser.delete_all_cookies()  # cookies of 127.0.0.1 reach the other panels' ports too

@@ -21,14 +21,27 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
 
 from psnweb.admin.client import Api, ApiError, path
+from psnweb.admin.i18n import CATALOGUE, LANGUAGES, N_, decimal, translate
 from psnweb.config import ConfigError
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "psn_admin_session"
 LOGIN_COOKIE = "psn_admin_login"
 FLASH_COOKIE = "psn_admin_flash"
+LANGUAGE_COOKIE = "psn_admin_language"
+# A path of this panel (printable ASCII, no "//" or "\\" that a browser reads as another host).
+LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
+BINARY_UNITS = (
+    (N_("{number} TiB"), 1 << 40),
+    (N_("{number} GiB"), 1 << 30),
+    (N_("{number} MiB"), 1 << 20),
+    (N_("{number} KiB"), 1 << 10),
+)
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -75,14 +88,27 @@ def quota_input(size: int) -> str:
     return str(size)
 
 
-def quota_label(size: int) -> str:
-    """A quota for reading: "unlimited" or e.g. "1.5 GiB"."""
+def quota_label(size: int, language: str) -> str:
+    """A quota for reading: "unlimited" or e.g. "1.5 GiB", in `language`."""
     if not size:
-        return "unlimited"
-    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        return translate(language, "unlimited")
+    for unit, factor in BINARY_UNITS:
         if size >= factor:
-            return f"{size / factor:.3g} {unit}"
-    return f"{size} B"
+            return translate(language, unit, number=decimal(language, f"{size / factor:.3g}"))
+    return translate(language, "{number} B", number=str(size))
+
+
+@pass_context
+def template_text(context: Context, msgid: str, **params: Any) -> str:
+    """`_()` of the templates: the msgid in the page's language. Parameters are escaped unless
+    they are markup (an element with its id, inside a translated heading)."""
+    text = CATALOGUE.get(context["lang"], {}).get(msgid, msgid)
+    return Markup(escape(text).format(**params)) if params else text
+
+
+@pass_context
+def template_quota(context: Context, size: int) -> str:
+    return quota_label(size, context["lang"])
 
 
 def url(*parts: str, **query: str) -> str:
@@ -177,18 +203,26 @@ def posted_group(form: dict[str, str]) -> dict[str, Any]:
 
 def create_app(config: dict[str, Any]) -> FastAPI:
     """The admin panel. Config: api_url (the API's base URL), secure_cookies (default true:
-    cookies only over HTTPS, which the proxy terminates), title (optional, shown in pages)."""
+    cookies only over HTTPS, which the proxy terminates), title (optional, shown in pages;
+    default "PSN administration" in the page's language), language ("ru" or "en", default "en":
+    the pages' language unless the user chose another, kept in a cookie)."""
     api_url = config.get("api_url")
     if not api_url:
         raise ConfigError("admin: config.json lacks api_url (e.g. http://psnapi:8080)")
     secure = bool(config.get("secure_cookies", True))
-    title = str(config.get("title") or "PSN administration")
+    title = str(config.get("title") or "")
+    default_language = str(config.get("language") or "en")
+    if default_language not in LANGUAGES:
+        raise ConfigError(
+            f"admin: config.json language {default_language!r} is none of "
+            f"{', '.join(LANGUAGES)}; set one of them"
+        )
 
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="PSN administration", docs_url=None, redoc_url=None, openapi_url=None)
     http = httpx.AsyncClient(base_url=str(api_url), timeout=20.0)
     templates = Jinja2Templates(directory=str(HERE / "templates"), autoescape=True)
-    templates.env.filters["quota"] = quota_label
-    templates.env.globals["url"] = url
+    templates.env.filters["quota"] = template_quota
+    templates.env.globals.update(url=url, _=template_text, languages=LANGUAGES)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.on_event("shutdown")
@@ -211,6 +245,27 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     def drop_cookie(resp: Response, name: str) -> None:
         resp.delete_cookie(name, secure=secure, httponly=True, samesite="strict")
 
+    def language(request: Request) -> str:
+        """The user's choice (cookie), else the installation's (config)."""
+        chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+        return chosen if chosen in LANGUAGES else default_language
+
+    def tr(request: Request, msgid: str, **params: Any) -> str:
+        """A message of the panel in the user's language."""
+        return translate(language(request), msgid, **params)
+
+    def error_text(request: Request, exc: ApiError) -> str:
+        """What went wrong, for the user: the API's detail, or the panel's own message."""
+        return exc.text(language(request))
+
+    def here(request: Request) -> str:
+        """Where the language switch returns to: this page. A page a form's POST showed comes
+        again from a GET of the same path, except the password form's: its user's page."""
+        target = quote(request.url.path, safe="/@")
+        if request.method != "GET":
+            return target.removesuffix("/password")
+        return f"{target}?{request.url.query}" if request.url.query else target
+
     def render(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
         page: Page | None = getattr(request.state, "page", None)
         flash = None
@@ -222,7 +277,15 @@ def create_app(config: dict[str, Any]) -> FastAPI:
                 flash = None
         resp = templates.TemplateResponse(
             template,
-            {"request": request, "page": page, "title": title, "flash": flash, **ctx},
+            {
+                "request": request,
+                "page": page,
+                "lang": language(request),
+                "here": here(request),
+                "title": title or tr(request, "PSN administration"),
+                "flash": flash,
+                **ctx,
+            },
             status_code=status,
         )
         if raw:
@@ -245,9 +308,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             me = await api.get(path("me"))
         except ApiError as exc:
             if exc.status == 401:
-                raise LoginRequired("Your session has ended; please sign in again.") from exc
+                raise LoginRequired(
+                    tr(request, "Your session has ended; please sign in again.")
+                ) from exc
             if exc.status == 403:
-                raise LoginRequired(exc.detail) from exc
+                raise LoginRequired(error_text(request, exc)) from exc
             raise
         page = Page(request, api, me, csrf_token(token))
         request.state.page = page
@@ -264,20 +329,33 @@ def create_app(config: dict[str, Any]) -> FastAPI:
 
     @app.exception_handler(CsrfError)
     async def csrf_failed(request: Request, exc: CsrfError) -> Response:
-        msg = "The form has expired or did not come from this panel. Reload the page, try again."
+        msg = tr(
+            request,
+            "The form has expired or did not come from this panel. Reload the page, try again.",
+        )
         return render(request, "error.html", 403, error=msg)
 
     @app.exception_handler(ApiError)
     async def api_failed(request: Request, exc: ApiError) -> Response:
         if exc.status == 401:
-            return await to_login(request, LoginRequired("Please sign in again."))
-        return render(request, "error.html", exc.status, error=exc.detail)
+            return await to_login(request, LoginRequired(tr(request, "Please sign in again.")))
+        return render(request, "error.html", exc.status, error=error_text(request, exc))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         # Only the panel itself: an API outage shows on the pages, and restarting the panel
         # would not cure it.
         return {"status": "ok"}
+
+    @app.get("/language/{code}")
+    async def choose_language(request: Request, code: str) -> Response:
+        """The user's language (a link in every page's header), then back to that page."""
+        if code not in LANGUAGES:
+            return render(request, "error.html", 404, error=tr(request, "No such language."))
+        target = request.query_params.get("next", "/")
+        resp = RedirectResponse(target if LOCAL_PATH.fullmatch(target) else "/", status_code=303)
+        set_cookie(resp, LANGUAGE_COOKIE, code, 365 * 24 * 3600)
+        return resp
 
     # --- sign in and out ------------------------------------------------------------------
 
@@ -300,7 +378,10 @@ def create_app(config: dict[str, Any]) -> FastAPI:
                 request,
                 secrets.token_urlsafe(32),
                 403,
-                error="The sign-in form has expired (or cookies are off). Please try again.",
+                error=tr(
+                    request,
+                    "The sign-in form has expired (or cookies are off). Please try again.",
+                ),
                 username=username,
             )
         try:
@@ -309,7 +390,9 @@ def create_app(config: dict[str, Any]) -> FastAPI:
                 {"username": username, "password": str(form.get("password", ""))},
             )
         except ApiError as exc:
-            return login_page(request, nonce, exc.status, error=exc.detail, username=username)
+            return login_page(
+                request, nonce, exc.status, error=error_text(request, exc), username=username
+            )
         resp = redirect("/users")
         set_cookie(resp, SESSION_COOKIE, token["access_token"], int(token.get("expires_in", 3600)))
         drop_cookie(resp, LOGIN_COOKIE)
@@ -318,7 +401,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     @app.post("/logout")
     async def logout(page: Page = signed_in) -> Response:
         await page.form()
-        resp = redirect("/login", "Signed out.")
+        resp = redirect("/login", tr(page.request, "Signed out."))
         drop_cookie(resp, SESSION_COOKIE)
         return resp
 
@@ -337,9 +420,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     def confirm(request: Request, kind: str, name: str, action: str, back: str) -> Response:
         return render(request, "confirm.html", kind=kind, name=name, action=action, back=back)
 
-    async def delete(request: Request, page: Page, kind: str, name: str, listing: str) -> Response:
-        """Delete the object after its confirmation form; a refusal (e.g. 409, a domain still
-        in use) is shown on that form."""
+    async def delete(
+        request: Request, page: Page, kind: str, name: str, listing: str, done: str
+    ) -> Response:
+        """Delete the object after its confirmation form, then show `done`; a refusal (e.g. 409,
+        a domain still in use) is shown on that form."""
         await page.form()
         try:
             await page.api.delete(path(listing, name))
@@ -353,9 +438,9 @@ def create_app(config: dict[str, Any]) -> FastAPI:
                 name=name,
                 action=back + "/delete",
                 back=back,
-                error=exc.detail,
+                error=error_text(request, exc),
             )
-        return redirect(url(listing), f"{kind.capitalize()} {name} deleted.")
+        return redirect(url(listing), done)
 
     # --- users ----------------------------------------------------------------------------
 
@@ -366,7 +451,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             found = await page.api.get(path("users"), **filters)
         except ApiError as exc:
-            error = exc.detail
+            error = error_text(request, exc)
         return render(
             request, "users.html", users=found, filters=filters, error=error, **await choices(page)
         )
@@ -409,8 +494,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             user = await page.api.post(path("users"), body)
         except ApiError as exc:
-            return await user_form(request, page, values, None, exc.status, exc.detail)
-        return redirect(url("users", user["address"]), f"User {user['address']} created.")
+            return await user_form(
+                request, page, values, None, exc.status, error_text(request, exc)
+            )
+        return redirect(
+            url("users", user["address"]),
+            tr(request, "User {address} created.", address=user["address"]),
+        )
 
     @app.get("/users/{address}")
     async def user_edit(request: Request, address: str, page: Page = signed_in) -> Response:
@@ -424,12 +514,16 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         values = {**posted_user(form), "address": user["address"]}
         changes = user_changes(user, values)
         if not changes:
-            return redirect(url("users", address), "Nothing to change.")
+            return redirect(url("users", address), tr(request, "Nothing to change."))
         try:
             await page.api.patch(path("users", address), changes)
         except ApiError as exc:
-            return await user_form(request, page, values, user, exc.status, exc.detail)
-        return redirect(url("users", address), f"User {address} saved.")
+            return await user_form(
+                request, page, values, user, exc.status, error_text(request, exc)
+            )
+        return redirect(
+            url("users", address), tr(request, "User {address} saved.", address=address)
+        )
 
     @app.post("/users/{address}/password")
     async def user_password(request: Request, address: str, page: Page = signed_in) -> Response:
@@ -439,8 +533,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             await page.api.patch(path("users", address), {"password": password})
         except ApiError as exc:
-            return await user_form(request, page, user_values(user), user, exc.status, exc.detail)
-        return redirect(url("users", address), f"The password of {address} has been reset.")
+            return await user_form(
+                request, page, user_values(user), user, exc.status, error_text(request, exc)
+            )
+        return redirect(
+            url("users", address),
+            tr(request, "The password of {address} has been reset.", address=address),
+        )
 
     @app.get("/users/{address}/delete")
     async def user_delete_confirm(
@@ -452,7 +551,8 @@ def create_app(config: dict[str, Any]) -> FastAPI:
 
     @app.post("/users/{address}/delete")
     async def user_delete(request: Request, address: str, page: Page = signed_in) -> Response:
-        return await delete(request, page, "user", address, "users")
+        done = tr(request, "User {name} deleted.", name=address)
+        return await delete(request, page, "user", address, "users", done)
 
     # --- groups ---------------------------------------------------------------------------
 
@@ -463,7 +563,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             found = await page.api.get(path("groups"), **filters)
         except ApiError as exc:
-            error = exc.detail
+            error = error_text(request, exc)
         return render(
             request,
             "groups.html",
@@ -499,8 +599,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             group = await page.api.post(path("groups"), body)
         except ApiError as exc:
-            return group_form(request, values, None, exc.status, exc.detail)
-        return redirect(url("groups", group["address"]), f"Group {group['address']} created.")
+            return group_form(request, values, None, exc.status, error_text(request, exc))
+        return redirect(
+            url("groups", group["address"]),
+            tr(request, "Group {address} created.", address=group["address"]),
+        )
 
     @app.get("/groups/{address}")
     async def group_edit(request: Request, address: str, page: Page = signed_in) -> Response:
@@ -520,12 +623,14 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             if split_list(values[key]) != split_list(old[key]):
                 changes[key] = split_list(values[key])
         if not changes:
-            return redirect(url("groups", address), "Nothing to change.")
+            return redirect(url("groups", address), tr(request, "Nothing to change."))
         try:
             await page.api.patch(path("groups", address), changes)
         except ApiError as exc:
-            return group_form(request, values, group, exc.status, exc.detail)
-        return redirect(url("groups", address), f"Group {address} saved.")
+            return group_form(request, values, group, exc.status, error_text(request, exc))
+        return redirect(
+            url("groups", address), tr(request, "Group {address} saved.", address=address)
+        )
 
     @app.get("/groups/{address}/delete")
     async def group_delete_confirm(
@@ -537,7 +642,8 @@ def create_app(config: dict[str, Any]) -> FastAPI:
 
     @app.post("/groups/{address}/delete")
     async def group_delete(request: Request, address: str, page: Page = signed_in) -> Response:
-        return await delete(request, page, "group", address, "groups")
+        done = tr(request, "Group {name} deleted.", name=address)
+        return await delete(request, page, "group", address, "groups", done)
 
     # --- domains --------------------------------------------------------------------------
 
@@ -572,8 +678,13 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             domain = await page.api.post(path("domains"), values)
         except ApiError as exc:
-            return await domain_new_form(request, page, values, exc.status, exc.detail)
-        return redirect(url("domains", domain["name"]), f"Domain {domain['name']} created.")
+            return await domain_new_form(
+                request, page, values, exc.status, error_text(request, exc)
+            )
+        return redirect(
+            url("domains", domain["name"]),
+            tr(request, "Domain {name} created.", name=domain["name"]),
+        )
 
     @app.get("/domains/{name}")
     async def domain_edit(request: Request, name: str, page: Page = signed_in) -> Response:
@@ -590,9 +701,14 @@ def create_app(config: dict[str, Any]) -> FastAPI:
             await page.api.patch(path("domains", name), values)
         except ApiError as exc:
             return render(
-                request, "domain.html", exc.status, domain=domain, values=values, error=exc.detail
+                request,
+                "domain.html",
+                exc.status,
+                domain=domain,
+                values=values,
+                error=error_text(request, exc),
             )
-        return redirect(url("domains", name), f"Domain {name} saved.")
+        return redirect(url("domains", name), tr(request, "Domain {name} saved.", name=name))
 
     @app.get("/domains/{name}/dns")
     async def domain_dns(request: Request, name: str, page: Page = signed_in) -> Response:
@@ -610,7 +726,8 @@ def create_app(config: dict[str, Any]) -> FastAPI:
 
     @app.post("/domains/{name}/delete")
     async def domain_delete(request: Request, name: str, page: Page = signed_in) -> Response:
-        return await delete(request, page, "domain", name, "domains")
+        done = tr(request, "Domain {name} deleted.", name=name)
+        return await delete(request, page, "domain", name, "domains", done)
 
     # --- tenants (the global admin's) -----------------------------------------------------
 
@@ -641,8 +758,11 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             tenant = await page.api.post(path("tenants"), values)
         except ApiError as exc:
-            return tenant_form(request, values, None, exc.status, exc.detail)
-        return redirect(url("tenants", tenant["name"]), f"Tenant {tenant['name']} created.")
+            return tenant_form(request, values, None, exc.status, error_text(request, exc))
+        return redirect(
+            url("tenants", tenant["name"]),
+            tr(request, "Tenant {name} created.", name=tenant["name"]),
+        )
 
     @app.get("/tenants/{name}")
     async def tenant_edit(request: Request, name: str, page: Page = signed_in) -> Response:
@@ -657,8 +777,8 @@ def create_app(config: dict[str, Any]) -> FastAPI:
         try:
             await page.api.patch(path("tenants", name), values)
         except ApiError as exc:
-            return tenant_form(request, values, tenant, exc.status, exc.detail)
-        return redirect(url("tenants", name), f"Tenant {name} saved.")
+            return tenant_form(request, values, tenant, exc.status, error_text(request, exc))
+        return redirect(url("tenants", name), tr(request, "Tenant {name} saved.", name=name))
 
     @app.get("/tenants/{name}/delete")
     async def tenant_delete_confirm(
@@ -670,6 +790,7 @@ def create_app(config: dict[str, Any]) -> FastAPI:
 
     @app.post("/tenants/{name}/delete")
     async def tenant_delete(request: Request, name: str, page: Page = signed_in) -> Response:
-        return await delete(request, page, "tenant", name, "tenants")
+        done = tr(request, "Tenant {name} deleted.", name=name)
+        return await delete(request, page, "tenant", name, "tenants", done)
 
     return app

@@ -7,14 +7,24 @@ from urllib.parse import quote
 
 import httpx
 
+from psnweb.admin.i18n import translate
+
 
 class ApiError(Exception):
-    """The API refused a request (status and its detail) or could not be reached (502)."""
+    """The API refused a request (status and its detail, in the API's words) or could not be
+    reached (502). With `params`, `detail` is the panel's own message: a msgid of the catalogue
+    with its {placeholders}."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, status: int, detail: str, params: dict[str, str] | None = None) -> None:
         self.status = status
-        self.detail = detail
+        self.msgid = detail if params is not None else None
+        self.params = params or {}
+        self.detail = detail.format(**self.params) if self.msgid else detail
+        super().__init__(self.detail)
+
+    def text(self, language: str) -> str:
+        """The message for the user: the API's detail as it is, the panel's own translated."""
+        return translate(language, self.msgid, **self.params) if self.msgid else self.detail
 
 
 def path(*parts: str) -> str:
@@ -22,7 +32,7 @@ def path(*parts: str) -> str:
     return "/api/v1/" + "/".join(quote(p, safe="@") for p in parts)
 
 
-def _detail(resp: httpx.Response) -> str:
+def _detail(resp: httpx.Response) -> str | None:
     """The API's error message: {"detail": "..."}, or FastAPI's list of validation errors."""
     try:
         detail = resp.json().get("detail")
@@ -36,7 +46,7 @@ def _detail(resp: httpx.Response) -> str:
             where = ".".join(str(p) for p in err.get("loc", [])[1:] if p != "body")
             msgs.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return "; ".join(msgs)
-    return f"the API answered HTTP {resp.status_code}"
+    return None
 
 
 class Api:
@@ -60,9 +70,14 @@ class Api:
                 method, url, json=json, params=params, headers=self.headers
             )
         except httpx.HTTPError as exc:
-            raise ApiError(502, f"The API does not answer ({type(exc).__name__})") from exc
+            error = {"error": type(exc).__name__}
+            raise ApiError(502, "The API does not answer ({error}).", error) from exc
         if resp.status_code >= 400:
-            raise ApiError(resp.status_code, _detail(resp))
+            detail = _detail(resp)
+            if detail is None:
+                status = {"status": str(resp.status_code)}
+                raise ApiError(resp.status_code, "The API answered HTTP {status}.", status)
+            raise ApiError(resp.status_code, detail)
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
