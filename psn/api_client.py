@@ -7,7 +7,6 @@ import base64
 import csv
 import http.client
 import json
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from psn.errors import ApiError, InputError, Problem
 from psn.inventory import as_text
 from psn.names import default_domain, service_hostname
 from psn.validate import load_inventory
+from psn.verify import PinnedHTTPS
 
 TIMEOUT = 30
 PREFIX = "/api/v1"
@@ -55,7 +55,7 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = _Connection(host, port, self.context, self.address)
+        conn = PinnedHTTPS(host, self.address, self.context, port, TIMEOUT)
         try:
             conn.request(method, target, body=data, headers=headers)
             response = conn.getresponse()
@@ -71,18 +71,6 @@ class ApiClient:
     def item(self, kind: str, name: str) -> str:
         """Path of one object, e.g. /users/a%40example.com."""
         return f"/{kind}/{quote(name, safe='')}"
-
-
-class _Connection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, address: str) -> None:
-        super().__init__(host, port, context=context, timeout=TIMEOUT)
-        self._address = address
-
-    def connect(self) -> None:
-        if not self._address:
-            return super().connect()
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 def _detail(raw: bytes) -> str:

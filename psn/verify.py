@@ -130,11 +130,22 @@ def target_of(inv: Inventory, certs_root: Path) -> Target:
 
 
 class PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, name: str, address: str, context: ssl.SSLContext) -> None:
-        super().__init__(name, 443, context=context, timeout=TIMEOUT)
+    """HTTPS to `name` at `address` (empty: `name` resolved as usual)."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        context: ssl.SSLContext,
+        port: int = 443,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(name, port, context=context, timeout=timeout or TIMEOUT)
         self._address = address
 
     def connect(self) -> None:
+        if not self._address:
+            return super().connect()
         sock = socket.create_connection((self._address, self.port), self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
