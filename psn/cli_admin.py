@@ -34,6 +34,13 @@ COLUMNS = {
     "tenants": [("name", "tenant"), ("description", "description")],
 }  # fmt: skip
 KEY = {"users": "address", "groups": "address", "domains": "name", "tenants": "name"}
+# Filters of `list` per kind: option -> the API's query parameter.
+FILTERS = {
+    "users": {"tenant": "tenant", "domain": "domain", "search": "q"},
+    "groups": {"tenant": "tenant", "domain": "domain", "search": "q"},
+    "domains": {"tenant": "tenant"},
+    "tenants": {},
+}
 
 
 def _password_from_env(user: str, inventory: Path | None) -> str | None:
@@ -137,6 +144,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the AP
 def _add_common_commands(group: click.Group, kind: str) -> None:
     key = KEY[kind]
 
+    @json_option
+    @click.pass_obj
+    def list_command(obj: Callable[[], ApiClient], as_json: bool, **options: str | None) -> None:
+        query = {FILTERS[kind][name]: value for name, value in options.items()}
+        _print(obj().request("GET", f"/{kind}", **query), as_json, kind)
+
+    for name in reversed(FILTERS[kind]):
+        help_text = "Part of an address or name." if name == "search" else f"Only this {name}."
+        list_command = click.option(f"--{name}", help=help_text)(list_command)
+    group.command("list", help=f"List {kind}.")(list_command)
+
     @group.command("show")
     @click.argument(key)
     @json_option
@@ -192,19 +210,6 @@ generate_option = click.option(
 users = api_group("users", "Mailboxes: list, show, add, set, delete, import from CSV.")
 
 
-@users.command("list")
-@click.option("--tenant")
-@click.option("--domain")
-@click.option("--search", help="Part of an address or name.")
-@json_option
-@click.pass_obj
-def users_list(obj: Callable[[], ApiClient], tenant: str | None, domain: str | None,
-               search: str | None, as_json: bool) -> None:  # fmt: skip
-    """List users."""
-    data = obj().request("GET", "/users", tenant=tenant, domain=domain, q=search)
-    _print(data, as_json, "users")
-
-
 def _user_fields(
     name: str | None, quota: str | None, aliases: tuple[str, ...], no_aliases: bool
 ) -> dict[str, Any]:
@@ -243,9 +248,18 @@ def _with(options: list[Callable[[Callable[..., Any]], Callable[..., Any]]]) -> 
 @click.option("--tenant-admin", is_flag=True, help="Administers its tenant.")
 @click.option("--disabled", is_flag=True, help="Created locked.")
 @click.pass_obj
-def users_add(obj: Callable[[], ApiClient], address: str, name: str | None, quota: str | None,
-              aliases: tuple[str, ...], no_aliases: bool, password_file: Path | None,
-              generate: bool, tenant_admin: bool, disabled: bool) -> None:  # fmt: skip
+def users_add(
+    obj: Callable[[], ApiClient],
+    address: str,
+    name: str | None,
+    quota: str | None,
+    aliases: tuple[str, ...],
+    no_aliases: bool,
+    password_file: Path | None,
+    generate: bool,
+    tenant_admin: bool,
+    disabled: bool,
+) -> None:
     """Add a user (the password from --password-file, --generate-password or a prompt)."""
     password = _new_password(password_file, generate)
     if password is None:
@@ -264,9 +278,18 @@ def users_add(obj: Callable[[], ApiClient], address: str, name: str | None, quot
 @click.option("--enable/--disable", "enabled", default=None, help="Unlock or lock the account.")
 @click.option("--tenant-admin/--no-tenant-admin", default=None)
 @click.pass_obj
-def users_set(obj: Callable[[], ApiClient], address: str, name: str | None, quota: str | None,
-              aliases: tuple[str, ...], no_aliases: bool, password_file: Path | None,
-              generate: bool, enabled: bool | None, tenant_admin: bool | None) -> None:  # fmt: skip
+def users_set(
+    obj: Callable[[], ApiClient],
+    address: str,
+    name: str | None,
+    quota: str | None,
+    aliases: tuple[str, ...],
+    no_aliases: bool,
+    password_file: Path | None,
+    generate: bool,
+    enabled: bool | None,
+    tenant_admin: bool | None,
+) -> None:
     """Change a user; a new password with --password-file or --generate-password."""
     body = _user_fields(name, quota, aliases, no_aliases)
     if (password := _new_password(password_file, generate)) is not None:
@@ -319,20 +342,6 @@ def users_import(obj: Callable[[], ApiClient], csv_file: Path, update: bool) -> 
 groups = api_group("groups", "Distribution lists: list, show, add, set, delete.")
 
 
-@groups.command("list")
-@click.option("--tenant")
-@click.option("--domain")
-@click.option("--search", help="Part of an address or name.")
-@json_option
-@click.pass_obj
-def groups_list(obj: Callable[[], ApiClient], tenant: str | None, domain: str | None,
-                search: str | None, as_json: bool) -> None:  # fmt: skip
-    """List groups."""
-    _print(
-        obj().request("GET", "/groups", tenant=tenant, domain=domain, q=search), as_json, "groups"
-    )
-
-
 group_options = [
     click.option("--name", help="Name shown in the address book."),
     click.option("--description"),
@@ -359,9 +368,14 @@ def _group_fields(
 @click.argument("address")
 @_with(group_options)
 @click.pass_obj
-def groups_add(obj: Callable[[], ApiClient], address: str, name: str | None,
-               description: str | None, members: tuple[str, ...],
-               aliases: tuple[str, ...]) -> None:  # fmt: skip
+def groups_add(
+    obj: Callable[[], ApiClient],
+    address: str,
+    name: str | None,
+    description: str | None,
+    members: tuple[str, ...],
+    aliases: tuple[str, ...],
+) -> None:
     """Add a group."""
     body = {"address": address, **_group_fields(name, description, members, aliases)}
     body.setdefault("name", address.split("@")[0])
@@ -374,9 +388,16 @@ def groups_add(obj: Callable[[], ApiClient], address: str, name: str | None,
 @click.option("--add-member", "add", multiple=True, help="Add this member (repeat).")
 @click.option("--remove-member", "remove", multiple=True, help="Remove this member (repeat).")
 @click.pass_obj
-def groups_set(obj: Callable[[], ApiClient], address: str, name: str | None,
-               description: str | None, members: tuple[str, ...], aliases: tuple[str, ...],
-               add: tuple[str, ...], remove: tuple[str, ...]) -> None:  # fmt: skip
+def groups_set(
+    obj: Callable[[], ApiClient],
+    address: str,
+    name: str | None,
+    description: str | None,
+    members: tuple[str, ...],
+    aliases: tuple[str, ...],
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+) -> None:
     """Change a group."""
     client = obj()
     body = _group_fields(name, description, members, aliases)
@@ -393,22 +414,14 @@ def groups_set(obj: Callable[[], ApiClient], address: str, name: str | None,
 domains = api_group("domains", "Mail domains of tenants: list, show, add, delete, dns.")
 
 
-@domains.command("list")
-@click.option("--tenant")
-@json_option
-@click.pass_obj
-def domains_list(obj: Callable[[], ApiClient], tenant: str | None, as_json: bool) -> None:
-    """List domains."""
-    _print(obj().request("GET", "/domains", tenant=tenant), as_json, "domains")
-
-
 @domains.command("add")
 @click.argument("name")
 @click.option("--tenant", required=True)
 @click.option("--description")
 @click.pass_obj
-def domains_add(obj: Callable[[], ApiClient], name: str, tenant: str,
-                description: str | None) -> None:  # fmt: skip
+def domains_add(
+    obj: Callable[[], ApiClient], name: str, tenant: str, description: str | None
+) -> None:
     """Add a domain to a tenant (global administrator)."""
     body = {"name": name, "tenant": tenant}
     if description is not None:
@@ -432,14 +445,6 @@ def domains_dns(obj: Callable[[], ApiClient], name: str) -> None:
 # --- tenants -------------------------------------------------------------------------------------
 
 tenants = api_group("tenants", "Tenants: list, show, add, set, delete (global administrator).")
-
-
-@tenants.command("list")
-@json_option
-@click.pass_obj
-def tenants_list(obj: Callable[[], ApiClient], as_json: bool) -> None:
-    """List tenants."""
-    _print(obj().request("GET", "/tenants"), as_json, "tenants")
 
 
 @tenants.command("add")

@@ -194,3 +194,13 @@ def test_delete_without_a_terminal_needs_yes(api, monkeypatch, capsys) -> None:
     Recorder.replies[("DELETE", "/api/v1/users/ann%40example.com")] = (204, None)
     assert run([*args, "delete", "--yes", "ann@example.com"]) == 0
     assert Recorder.seen[0]["method"] == "DELETE"
+
+
+def test_list_passes_its_filters_as_the_api_query(api, monkeypatch, capsys) -> None:
+    url, ca = api
+    monkeypatch.setenv("PSN_API_PASSWORD", "s3cret")
+    args = ["--skip-checksum", "users", "--api-url", url, "--ca", str(ca), "--address", "127.0.0.1"]
+    Recorder.replies[("GET", "/api/v1/users")] = (200, [{"address": "ann@example.com"}])
+    assert run([*args, "list", "--domain", "example.com", "--search", "ann", "--json"]) == 0
+    assert Recorder.seen[0]["path"] == "/api/v1/users?domain=example.com&q=ann"
+    assert json.loads(capsys.readouterr().out) == [{"address": "ann@example.com"}]
