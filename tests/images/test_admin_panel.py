@@ -17,8 +17,11 @@ from collections.abc import Iterator
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 USER = "frank@psn.test"
@@ -86,11 +89,25 @@ def browser() -> Iterator[object]:
     chrome.quit()
 
 
+def _gone(element) -> bool:
+    """The element left the document. chromedriver reports a node of the page just replaced
+    as an "unknown error" ("does not belong to the document") as well as a stale reference."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
+
+
 def submit(browser, button_id: str) -> None:
     """Click a submit button and wait for the next page."""
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, button_id).click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 20).until(lambda _: _gone(old))
 
 
 def fill(browser, **fields: str) -> None:

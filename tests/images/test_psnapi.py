@@ -203,7 +203,7 @@ def test_dns_records(admin):
     assert other[(f"autoconfig.{domain}.", "CNAME")]["data"] == f"{HOSTS['autoconfig']}."
     assert other[(f"{domain}.", "TXT")]["data"] == '"v=spf1 mx -all"'
     assert other[(f"_dmarc.{domain}.", "TXT")]["data"].startswith('"v=DMARC1;')
-    assert "mail role" in other[(f"psn._domainkey.{domain}.", "TXT")]["comment"]
+    assert "-t mail,backend" in other[(f"psn._domainkey.{domain}.", "TXT")]["comment"]
     assert admin.get("/domains/nothing.example/dns").status_code == 404
 
 

@@ -304,6 +304,30 @@ def chromium(target, certs_root) -> Iterator[object]:
     browser.quit()
 
 
+def _click_and_wait(browser, button_id: str) -> None:
+    """Click a submit button and wait until the next page replaced this one (chromedriver may
+    report the old page's node as "does not belong to the document" instead of stale)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, button_id).click()
+
+    def gone(_: object) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return True
+        return False
+
+    WebDriverWait(browser, 30).until(gone)
+
+
 def test_the_admin_panel_creates_resets_and_deletes_a_user(acme, chromium, api, api_password,
                                                           target):  # fmt: skip
     from selenium.webdriver.common.by import By
@@ -313,28 +337,26 @@ def test_the_admin_panel_creates_resets_and_deletes_a_user(acme, chromium, api, 
     browser.get(f"https://{ADMIN_HOST}/")
     browser.find_element(By.NAME, "username").send_keys("psnapi")
     browser.find_element(By.NAME, "password").send_keys(api_password)
-    browser.find_element(
-        By.CSS_SELECTOR, "form button[type=submit], form input[type=submit]"
-    ).click()
-    assert "psnapi" in browser.page_source
+    _click_and_wait(browser, "login")
+    assert "psnapi" in browser.find_element(By.ID, "whoami").text
     browser.get(f"https://{ADMIN_HOST}/users/new")
     browser.find_element(By.NAME, "address").send_keys(user)
     browser.find_element(By.NAME, "display_name").send_keys("Frank Example")
     browser.find_element(By.NAME, "password").send_keys("Frank-pass-1234")
     browser.find_element(By.NAME, "quota").send_keys("200M")
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _click_and_wait(browser, "save")
     try:
         assert api.request("GET", api.item("users", user))["quota"] == 200 << 20
         frank = _as(target, user, "Frank-pass-1234")
         verify.check_sogo_login(frank, verify.WebSession(frank))
         browser.get(f"https://{ADMIN_HOST}/users/{user}")
         browser.find_element(By.NAME, "new_password").send_keys("Frank-new-pass-99")
-        browser.find_element(By.ID, "reset-password").click()
+        _click_and_wait(browser, "reset-password")
         frank = _as(target, user, "Frank-new-pass-99")
         verify.check_sogo_login(frank, verify.WebSession(frank))
         browser.get(f"https://{ADMIN_HOST}/users/{user}")
         browser.find_element(By.ID, "delete-user").click()
-        browser.find_element(By.ID, "confirm-delete").click()
+        _click_and_wait(browser, "confirm-delete")
         with pytest.raises(ApiError) as caught:
             api.request("GET", api.item("users", user))
         assert caught.value.status == 404
