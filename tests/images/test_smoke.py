@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -26,16 +25,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import BUILD, HEALTH_TIMEOUT, ROOT, VERSION
+from conftest import run_docker as docker
 
-import psn
 from psn import images
 from psn.errors import ImageBuildError
 
-ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-VERSION = os.environ.get("PSN_IMAGE_VERSION") or psn.__version__
-BUILD = os.environ.get("PSN_SMOKE_BUILD", "1") != "0"
-HEALTH_TIMEOUT = float(os.environ.get("PSN_SMOKE_TIMEOUT", "240"))
 
 pytestmark = pytest.mark.skipif(
     not images.engine_answers(),
@@ -50,18 +46,6 @@ NON_ROOT = {
     "redis": "redis",
     "ldap": "dirsrv",
 }
-
-
-def docker(*args: str, input: bytes | None = None, timeout: float = 300, check: bool = True):
-    res = subprocess.run(
-        ["docker", *args], input=input, capture_output=True, timeout=timeout, check=False
-    )
-    if check and res.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} failed ({res.returncode}):\n"
-            f"{res.stdout.decode(errors='replace')}\n{res.stderr.decode(errors='replace')}"
-        )
-    return res
 
 
 def out(res) -> str:
