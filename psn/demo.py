@@ -122,6 +122,7 @@ def demo_up(root: Path, console: Console) -> None:
     web = service_hostname("mail", inv.external_domain, inv.domain_module)
     imap = service_hostname("imap", inv.external_domain, inv.domain_module)
     smtp = service_hostname("smtp", inv.external_domain, inv.domain_module)
+    admin = service_hostname("admin", inv.external_domain, inv.domain_module)
     console.print(
         f"[green]✓[/] demo deployed onto {DEMO_HOST} ({server.address})\n"
         f"  reach it from this machine: add `{server.address} {names}` to /etc/hosts, trust "
@@ -130,6 +131,10 @@ def demo_up(root: Path, console: Console) -> None:
         f"  login: admin@{inv.external_domain}, password: "
         f"passwords.default_tenant_admin_user in {inventory}\n"
         f"  mail client: IMAP {imap}:993 (TLS), SMTP {smtp}:587 (STARTTLS)\n"
+        f"  admin panel: https://{admin}/ (login psnapi, password "
+        f"passwords.psnapi_admin_user in {inventory})\n"
+        f"  users from the command line: ./deploy_psn.sh users -i {inventory} --certs-dir "
+        f"{certs_root} --address {server.address} list\n"
         f"  check again: ./deploy_psn.sh verify {inventory} --certs-dir {certs_root}\n"
         f"  DNS records with DKIM: ./deploy_psn.sh dns {inventory} --certs-dir {certs_root}\n"
         f"  shell: ssh -F {emulated.ssh_config_path(state, DEMO_NETWORK)} {DEMO_HOST}\n"
