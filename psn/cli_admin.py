@@ -112,7 +112,19 @@ def api_group(kind: str, help_text: str) -> click.Group:
     return group
 
 
-def _cell(value: Any) -> str:
+def _size(size: int) -> str:
+    """A quota for reading: "unlimited", "200 MiB", "1.5 GiB"."""
+    if not size:
+        return "unlimited"
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size} B"
+
+
+def _cell(value: Any, field: str = "") -> str:
+    if field == "quota" and isinstance(value, int) and not isinstance(value, bool):
+        return _size(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -127,15 +139,15 @@ def _print(data: Any, as_json: bool, kind: str) -> None:
     rows = data if isinstance(data, list) else [data]
     if not isinstance(data, list):
         for key, value in data.items():
-            out.print(f"[bold]{escape(key)}[/]: {escape(_cell(value))}")
+            out.print(f"[bold]{escape(key)}[/]: {escape(_cell(value, key))}")
         return
     table = Table(box=None, pad_edge=False)
     for _, heading in COLUMNS[kind]:
         table.add_column(heading)
     for row in rows:
-        table.add_row(*(escape(_cell(row.get(field))) for field, _ in COLUMNS[kind]))
+        table.add_row(*(escape(_cell(row.get(field), field)) for field, _ in COLUMNS[kind]))
     out.print(table)
-    err.print(f"{len(rows)} {kind}")
+    err.print(f"{len(rows)} {kind if len(rows) != 1 else kind.removesuffix('s')}")
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")

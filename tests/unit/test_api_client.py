@@ -204,3 +204,17 @@ def test_list_passes_its_filters_as_the_api_query(api, monkeypatch, capsys) -> N
     assert run([*args, "list", "--domain", "example.com", "--search", "ann", "--json"]) == 0
     assert Recorder.seen[0]["path"] == "/api/v1/users?domain=example.com&q=ann"
     assert json.loads(capsys.readouterr().out) == [{"address": "ann@example.com"}]
+
+
+def test_tables_show_quotas_in_binary_units(api, monkeypatch, capsys) -> None:
+    url, ca = api
+    monkeypatch.setenv("PSN_API_PASSWORD", "s3cret")
+    args = ["--skip-checksum", "users", "--api-url", url, "--ca", str(ca), "--address", "127.0.0.1"]
+    users = [
+        {"address": "a@example.com", "quota": 0},
+        {"address": "b@example.com", "quota": 3 << 29},
+    ]
+    Recorder.replies[("GET", "/api/v1/users")] = (200, users)
+    assert run([*args, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "unlimited" in out and "1.5 GiB" in out
