@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BUILD, HEALTH_TIMEOUT, ROOT, VERSION
+from conftest import HEALTH_TIMEOUT, ROOT, psn_image
 from conftest import run_docker as docker
 
 from psn import images
@@ -62,18 +62,9 @@ def image():
     """image(name) -> tag of psn/<name>:<version>, built (from cache) when needed."""
 
     def get(name: str) -> str:
-        if name in _built:
-            return _built[name]
-        tag = images.image_tag(name, VERSION)
-        if BUILD:
-            try:
-                images.build_images(ROOT, VERSION, only=[name])
-            except ImageBuildError as exc:
-                pytest.fail(f"building {tag} failed: {exc.title}\n{exc.output}", pytrace=False)
-        elif not images.image_exists(tag):
-            pytest.skip(f"{tag} is not built and PSN_SMOKE_BUILD=0")
-        _built[name] = tag
-        return tag
+        if name not in _built:
+            _built[name] = psn_image(name)
+        return _built[name]
 
     return get
 
