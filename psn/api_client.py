@@ -17,12 +17,11 @@ from psn.errors import ApiError, InputError, Problem
 from psn.inventory import as_text
 from psn.names import default_domain, service_hostname
 from psn.validate import load_inventory
+from psn.verify import API_ADMIN as ADMIN_USER
 from psn.verify import PinnedHTTPS
 
 TIMEOUT = 30
 PREFIX = "/api/v1"
-# Login name of the API's global administrator (roles/backend backend__psnapi_admin_name).
-ADMIN_USER = "psnapi"
 
 # Columns of a users CSV (header row required; only `address` is mandatory for every row,
 # `display_name` and `password` for new users). Lists are separated by spaces.
