@@ -5,8 +5,11 @@
 #   native-filtered  the same + Rspamd's milter + clamd through Rspamd's antivirus module
 #   native-filtered-offline  the same with PSN's offline Rspamd settings (no DNS blocklists,
 #                    fuzzy hashes or internet maps): like with like for PSN
-#   psn              the demo (./deploy_psn.sh demo, server psn-demo) as deployed: filtered when
-#                    its mail stack runs psn-mail_rspamd
+#   psn              a PSN server (the demo by default: ./deploy_psn.sh demo) as deployed: filtered
+#                    when its mail stack runs psn-mail_rspamd
+#   psn-unfiltered   the same server without filters: its mail role deployed again with
+#                    mail__rspamd_enabled=false (and ClamAV off), measured, then deployed again as
+#                    it was (`-t mail`); skipped when the server already runs without Rspamd
 # and the ratios PSN / native. Targets: without filters >= 0.8 x native, with filters >= 1.0 x
 # native Debian defaults. Also reports where the time goes: Postfix's delays=a/b/c/d of each
 # delivery (a: before the queue manager, milter included; b: queue; c: LMTP connection;
@@ -15,7 +18,10 @@
 # Every case starts with a warm-up load that is not measured (MAIL_BENCH_WARMUP messages).
 # Environment: MAIL_BENCH_MESSAGES (3000), MAIL_BENCH_CONNECTIONS (8), MAIL_BENCH_MAILBOXES (4),
 # MAIL_BENCH_WARMUP (100),
-# MAIL_BENCH_CASES (native,native-filtered,native-filtered-offline,psn), MAIL_BENCH_DIR (/var/tmp/psn-mailbench),
+# MAIL_BENCH_CASES (native,native-filtered,native-filtered-offline,psn,psn-unfiltered),
+# MAIL_BENCH_DIR (/var/tmp/psn-mailbench),
+# MAIL_BENCH_SERVER (psn-demo-psn-demo: the emulated server's container), MAIL_BENCH_INVENTORY
+# (demo/hosts.yml: its inventory), MAIL_BENCH_CERTS_DIR (certificates/ next to the inventory),
 # MAIL_BENCH_QUICK=1 (200 messages, 4 connections, 2 mailboxes; docs/benchmarks.md untouched).
 # Runs as root (installs Debian's packages once; starts and stops the native daemons itself).
 set -euo pipefail
@@ -26,7 +32,7 @@ MESSAGES="${MAIL_BENCH_MESSAGES:-3000}"
 CONNECTIONS="${MAIL_BENCH_CONNECTIONS:-8}"
 MAILBOXES="${MAIL_BENCH_MAILBOXES:-4}"
 WARMUP="${MAIL_BENCH_WARMUP:-100}"
-CASES="${MAIL_BENCH_CASES:-native,native-filtered,native-filtered-offline,psn}"
+CASES="${MAIL_BENCH_CASES:-native,native-filtered,native-filtered-offline,psn,psn-unfiltered}"
 BENCH_DIR="${MAIL_BENCH_DIR:-/var/tmp/psn-mailbench}"
 W="$BENCH_DIR/native" # the native daemons' configuration, queue, mailboxes and logs
 WRITE_DOCS=1
@@ -34,7 +40,9 @@ if [ "${MAIL_BENCH_QUICK:-0}" = 1 ]; then
   MESSAGES=200 CONNECTIONS=4 MAILBOXES=2 WARMUP=20 WRITE_DOCS=0
 fi
 LOAD=(python3 "$ROOT/bench/mailload.py" load --messages "$MESSAGES" --connections "$CONNECTIONS")
-DEMO_CONTAINER=psn-demo-psn-demo
+SERVER="${MAIL_BENCH_SERVER:-psn-demo-psn-demo}"
+INVENTORY="${MAIL_BENCH_INVENTORY:-demo/hosts.yml}"
+CERTS_DIR="${MAIL_BENCH_CERTS_DIR:-$(dirname "$INVENTORY")/certificates}"
 PCONF="$W/postfix"
 RESULTS="$BENCH_DIR/results"
 # One password for every benchmark mailbox, passed to the load generator in its environment.
@@ -250,28 +258,37 @@ run_native() { # run_native CASE
     --users "$(mailboxes native.test)" > "$RESULTS/$case.probe.json"
 }
 
-# ---------------------------------------------------------------- PSN: the demo server
-demo() { docker exec "$DEMO_CONTAINER" "$@"; }
-demo_task() { demo docker ps -q --filter "label=com.docker.swarm.service.name=$1" | head -n1; }
-inventory_value() { # inventory_value KEY...: a value from demo/hosts.yml
-  "$ROOT/.venv/bin/python" - "$@" <<'PY'
-import sys, yaml
-node = yaml.safe_load(open("demo/hosts.yml", encoding="utf-8"))["all"]
-for key in sys.argv[1:]:
-    node = node[key]
-print(node)
+# ---------------------------------------------------------------- PSN: an emulated server
+server() { docker exec "$SERVER" "$@"; }
+server_task() { server docker ps -q --filter "label=com.docker.swarm.service.name=$1" | head -n1; }
+inventory_value() { # inventory_value KEY...: a value of the inventory's vars
+  "$ROOT/.venv/bin/python" - "$INVENTORY" "$@" <<'PY'
+import sys
+from pathlib import Path
+from psn.inventory import load_inventory
+print(load_inventory(Path(sys.argv[1])).var(*sys.argv[2:]))
+PY
+}
+mail_address() { # the address of the inventory's mail host
+  "$ROOT/.venv/bin/python" - "$INVENTORY" <<'PY'
+import sys
+from pathlib import Path
+from psn.inventory import as_text, load_inventory
+inv = load_inventory(Path(sys.argv[1]))
+host = next(iter(inv.hosts("mail")))
+print(as_text(inv.host_vars(host).get("ansible_host")) or host)
 PY
 }
 
 psn_users() { # psn_users DOMAIN: the benchmark mailboxes in the directory, password reset
   local domain="$1" base ldap user
   base="$(echo "$domain" | sed 's/^/dc=/; s/\./,dc=/g')"
-  ldap="$(demo_task psn-ldap_ldap)"
+  ldap="$(server_task psn-ldap_ldap)"
   # The first line is cn=Manager's password, written to a 0600 file in the container (never an
   # argument); the rest is LDIF. $1/$f/$pw are the inner shell's.
   # shellcheck disable=SC2016
   {
-    inventory_value vars passwords ds389_manager_user
+    inventory_value passwords ds389_manager_user
     for user in $(mailboxes "$domain" | tr , ' '); do
       printf 'dn: uid=%s,ou=People,%s\nchangetype: add\n' "$user" "$base"
       printf 'objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n'
@@ -280,7 +297,7 @@ psn_users() { # psn_users DOMAIN: the benchmark mailboxes in the directory, pass
       printf 'dn: uid=%s,ou=People,%s\nchangetype: modify\nreplace: userPassword\n' "$user" "$base"
       printf 'userPassword: %s\n\n' "$MAIL_BENCH_PASSWORD"
     done
-  } | docker exec -i "$DEMO_CONTAINER" docker exec -i "$ldap" sh -c '
+  } | docker exec -i "$SERVER" docker exec -i "$ldap" sh -c '
       IFS= read -r pw; f="$(mktemp)"; printf %s "$pw" > "$f"
       ldapmodify -c -x -H ldap://localhost:3389 -D "cn=Manager,$1" -y "$f"; rm -f "$f"' sh "$base" \
     2>&1 | grep -v -e '^$' -e '^modifying' -e '^adding' -e 'Already exists' >&2 || true
@@ -289,36 +306,37 @@ psn_users() { # psn_users DOMAIN: the benchmark mailboxes in the directory, pass
 
 psn_scanned() {
   local task
-  task="$(demo_task psn-mail_rspamd)"
+  task="$(server_task psn-mail_rspamd)"
   [ -n "$task" ] || return 0
-  demo docker exec "$task" rspamc stat 2>/dev/null | awk '/^Messages scanned:/ {print $3}'
+  server docker exec "$task" rspamc stat 2>/dev/null | awk '/^Messages scanned:/ {print $3}'
 }
 
-run_psn() {
-  if ! docker inspect -f '{{.State.Running}}' "$DEMO_CONTAINER" 2>/dev/null | grep -q true ||
-    [ -z "$(demo_task psn-mail_postfix)" ]; then
-    log "psn: no running demo with a mail stack (./deploy_psn.sh demo); skipped"
-    return
-  fi
-  local address domain case=psn scanned="" since dirty=""
-  address="$(inventory_value children infra children docker_registry hosts psn-demo ansible_host)"
-  domain="$(inventory_value vars setup external_domain)"
-  if [ -n "$(demo_task psn-mail_rspamd)" ]; then
-    case=psn-filtered
-    echo "PSN without filters: not measured, roles/mail has no switch that bypasses Rspamd." \
-      >> "$RESULTS/notes"
-  fi
-  [ -z "$(git status --porcelain -- roles/mail)" ] || dirty=" with uncommitted changes"
-  echo "PSN's mail role as of $(git log -1 --format='%h %cs' -- roles/mail)$dirty." >> "$RESULTS/notes"
+psn_running() { # a running server with a mail stack
+  docker inspect -f '{{.State.Running}}' "$SERVER" 2>/dev/null | grep -q true &&
+    [ -n "$(server_task psn-mail_postfix)" ]
+}
+
+psn_deploy_mail() { # psn_deploy_mail ARGS...: ./deploy_psn.sh INVENTORY -t mail ARGS
+  log "deploying the mail role of $INVENTORY ${*:-as it is}"
+  "$ROOT/deploy_psn.sh" deploy "$INVENTORY" --certs-dir "$CERTS_DIR" \
+    --log-dir "$BENCH_DIR/deploy-logs" -t mail -e precheck__hardware=warn "$@" \
+    > "$BENCH_DIR/deploy-logs/last.out" 2>&1 ||
+    { tail -n 30 "$BENCH_DIR/deploy-logs/last.out" >&2; return 1; }
+}
+
+run_psn() { # run_psn CASE: the server's mail stack as deployed, psn or psn-filtered
+  local case="$1" address domain scanned="" since
+  address="$(mail_address)"
+  domain="$(inventory_value setup external_domain)"
   psn_users "$domain"
   warm_up "$address:25" "$address:143" --starttls --users "$(mailboxes "$domain")"
   scanned="$(psn_scanned)"
   log "$case: $MESSAGES messages over $CONNECTIONS connections to $address"
   uptime > "$RESULTS/$case.uptime"
-  since="$(demo date -u +%Y-%m-%dT%H:%M:%SZ)"
+  since="$(server date -u +%Y-%m-%dT%H:%M:%SZ)"
   local groups=() service
   for service in mail_postfix mail_dovecot mail_rspamd mail_clamav redis_redis ldap_ldap; do
-    groups+=("${service#*_}=docker/$(demo docker ps -q --no-trunc \
+    groups+=("${service#*_}=docker/$(server docker ps -q --no-trunc \
       --filter "label=com.docker.swarm.service.name=psn-$service" | head -n1)")
   done
   cpu_snapshot "${groups[@]}" > "$RESULTS/$case.cpu.before"
@@ -327,13 +345,38 @@ run_psn() {
   sleep 1
   cpu_snapshot "${groups[@]}" > "$RESULTS/$case.cpu.after"
   cpu_delta "$RESULTS/$case.cpu.before" "$RESULTS/$case.cpu.after" > "$RESULTS/$case.cpu"
-  demo docker logs --since "$since" "$(demo_task psn-mail_postfix)" > "$RESULTS/$case.postfix.log" 2>&1
+  server docker logs --since "$since" "$(server_task psn-mail_postfix)" > "$RESULTS/$case.postfix.log" 2>&1
   if [ -n "$scanned" ]; then
     echo $(( $(psn_scanned) - scanned )) > "$RESULTS/$case.scanned"
-    demo docker logs --since "$since" "$(demo_task psn-mail_rspamd)" > "$RESULTS/$case.rspamd.log" 2>&1
+    server docker logs --since "$since" "$(server_task psn-mail_rspamd)" > "$RESULTS/$case.rspamd.log" 2>&1
   fi
   python3 "$ROOT/bench/mailload.py" probe --smtp "$address:25" --users "$(mailboxes "$domain")" \
     > "$RESULTS/$case.probe.json"
+}
+
+run_psn_cases() {
+  if ! psn_running; then
+    log "psn: no running server $SERVER with a mail stack (./deploy_psn.sh demo); skipped"
+    return
+  fi
+  local dirty="" filtered=""
+  [ -z "$(git status --porcelain -- roles/mail images/postfix images/dovecot images/rspamd)" ] ||
+    dirty=" with uncommitted changes"
+  echo "PSN: $SERVER, its mail role as of $(git log -1 --format='%h %cs' -- roles/mail)$dirty." \
+    >> "$RESULTS/notes"
+  [ -z "$(server_task psn-mail_rspamd)" ] || filtered=1
+  if has_case psn; then
+    if [ -n "$filtered" ]; then run_psn psn-filtered; else run_psn psn; fi
+  fi
+  if has_case psn-unfiltered && [ -n "$filtered" ]; then
+    local failed=""
+    mkdir -p "$BENCH_DIR/deploy-logs"
+    # Put the server back as it was whatever happens in between.
+    { psn_deploy_mail -e mail__rspamd_enabled=false -e mail__clamav_enabled=false &&
+      run_psn psn; } || failed=1
+    psn_deploy_mail
+    [ -z "$failed" ] || return 1
+  fi
 }
 
 # ---------------------------------------------------------------- main
@@ -354,7 +397,7 @@ if has_case native || has_case native-filtered; then
   fi
   native_stop
 fi
-has_case psn && run_psn
+if has_case psn || has_case psn-unfiltered; then run_psn_cases; fi
 
 section="$(python3 "$ROOT/bench/mailload.py" report --results "$RESULTS")"
 echo "$section"

@@ -257,8 +257,8 @@ CASES = {
     "native": "native Debian Postfix + Dovecot",
     "native-filtered": "native Debian + Rspamd milter + clamd",
     "native-filtered-offline": "native Debian + Rspamd (PSN's offline settings) + clamd",
-    "psn": "PSN demo (no filters deployed)",
-    "psn-filtered": "PSN demo (Rspamd + ClamAV)",
+    "psn": "PSN without filters (mail__rspamd_enabled=false)",
+    "psn-filtered": "PSN (Rspamd + ClamAV)",
 }
 
 
@@ -354,8 +354,10 @@ def report(results: Path) -> str:
         "Native: Debian 12's Postfix and Dovecot on this machine (bench/native/), filtered with "
         "Debian's Rspamd as milter and clamd (the image tests' signature database); the "
         "offline variant adds PSN's settings that turn off what needs the internet (DNS "
-        "blocklists, fuzzy hashes, maps). PSN: the demo server (`./deploy_psn.sh demo`), an "
-        "emulated server on the same machine. Other work ran on the machine at the same time: "
+        "blocklists, fuzzy hashes, maps). PSN: an emulated server on the same machine with "
+        "every role (the demo's layout), as deployed and, without filters, with its mail role "
+        "deployed again with mail__rspamd_enabled=false. Other work ran on the machine at the "
+        "same time: "
         "see the load. The load generator's address is private, so Rspamd treats the mail as "
         "local (no SPF/DKIM/DMARC checks) on both sides."
     )
