@@ -124,6 +124,12 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     assert postfix.strip() == "ok", postfix  # no warning at all
     milters = in_task(lab, "psn-mail_postfix", "postconf -h smtpd_milters non_smtpd_milters")
     assert milters.split() == ["inet:rspamd:11332", "$smtpd_milters"], milters
+    maps = in_task(
+        lab, "psn-mail_postfix",
+        "postconf -h virtual_mailbox_domains virtual_mailbox_maps virtual_alias_maps"
+        " smtpd_sender_login_maps",
+    )  # fmt: skip
+    assert maps.count("proxy:ldap:") == 5 and " ldap:" not in maps, maps
     dovecot = in_task(lab, "psn-mail_dovecot", "doveconf -n >/dev/null && echo ok")
     assert dovecot.strip() == "ok", dovecot
     rspamd = in_task(lab, "psn-mail_rspamd", "rspamadm configtest")
