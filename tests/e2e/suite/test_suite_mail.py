@@ -138,6 +138,15 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     assert "clamav:3310" in clamd, clamd
     redis = in_task(lab, "psn-mail_rspamd", "rspamadm configdump redis")
     assert "redis:6379" in redis and "@@secret" not in redis, "the Redis password is not rendered"
+    # Redis only for Bayes and greylisting (mail__rspamd_redis_modules empty).
+    modules = {
+        line.split(":")[0]: line.split(":", 1)[1].replace(",", " ").split()
+        for line in in_task(lab, "psn-mail_rspamd", "rspamadm configdump -m").splitlines()
+        if line.startswith("Modules ")
+    }
+    assert "greylist" in modules["Modules enabled"], modules
+    for module in ("history_redis", "neural", "ratelimit", "replies"):
+        assert module in modules["Modules disabled (explicitly)"], modules
 
 
 def test_submission_with_starttls_and_auth_arrives_in_imap(address, tls, admin_password):
