@@ -123,7 +123,8 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     postfix = in_task(lab, "psn-mail_postfix", "postfix check && postconf -n >/dev/null && echo ok")
     assert postfix.strip() == "ok", postfix  # no warning at all
     milters = in_task(lab, "psn-mail_postfix", "postconf -h smtpd_milters non_smtpd_milters")
-    assert milters.split() == ["inet:rspamd:11332", "$smtpd_milters"], milters
+    # Postfix and Rspamd share the mail host: the milter's unix socket, not TCP.
+    assert milters.split() == ["unix:/run/psn-milter/rspamd.sock", "$smtpd_milters"], milters
     maps = in_task(
         lab, "psn-mail_postfix",
         "postconf -h virtual_mailbox_domains virtual_mailbox_maps virtual_alias_maps"
@@ -147,6 +148,8 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     assert "greylist" in modules["Modules enabled"], modules
     for module in ("history_redis", "neural", "ratelimit", "replies"):
         assert module in modules["Modules disabled (explicitly)"], modules
+    proxy = in_task(lab, "psn-mail_rspamd", "rspamadm configdump worker")
+    assert '"/run/psn-milter/rspamd.sock mode=0666"' in proxy and '"*:11332"' in proxy, proxy
 
 
 def test_submission_with_starttls_and_auth_arrives_in_imap(address, tls, admin_password):
