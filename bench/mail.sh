@@ -334,10 +334,11 @@ run_psn() { # run_psn CASE: the server's mail stack as deployed, psn or psn-filt
   log "$case: $MESSAGES messages over $CONNECTIONS connections to $address"
   uptime > "$RESULTS/$case.uptime"
   since="$(server date -u +%Y-%m-%dT%H:%M:%SZ)"
-  local groups=() service
+  local groups=() service id
   for service in mail_postfix mail_dovecot mail_rspamd mail_clamav redis_redis ldap_ldap; do
-    groups+=("${service#*_}=docker/$(server docker ps -q --no-trunc \
-      --filter "label=com.docker.swarm.service.name=psn-$service" | head -n1)")
+    id="$(server docker ps -q --no-trunc \
+      --filter "label=com.docker.swarm.service.name=psn-$service" | head -n1)"
+    [ -z "$id" ] || groups+=("${service#*_}=docker/$id") # (not deployed without filters)
   done
   cpu_snapshot "${groups[@]}" > "$RESULTS/$case.cpu.before"
   "${LOAD[@]}" --smtp "$address:25" --imap "$address:143" --starttls \
