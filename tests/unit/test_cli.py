@@ -3,6 +3,7 @@ and a deployment of the site playbook over a local connection."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -25,6 +26,9 @@ def _local(inventory: Path) -> Path:
     yaml = yaml_round_trip()
     doc = yaml.load(inventory.read_text().replace("host.example.com:", "localhost:"))
     doc["all"]["vars"]["ansible_connection"] = "local"
+    # Mitogen leaves out become (sudo, missing here) only when the login user is the become user,
+    # and a local connection names no login user unless told.
+    doc["all"]["vars"]["ansible_user"] = getpass.getuser()
     doc["all"]["vars"]["ansible_python_interpreter"] = sys.executable
     with inventory.open("w") as handle:
         yaml.dump(doc, handle)
