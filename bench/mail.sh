@@ -15,9 +15,11 @@
 # delivery (a: before the queue manager, milter included; b: queue; c: LMTP connection;
 # d: LMTP transmission = Dovecot's delivery) and Rspamd's scan time per message.
 #
-# Every case starts with a warm-up load that is not measured (MAIL_BENCH_WARMUP messages).
+# Every case starts with a warm-up load that is not measured (MAIL_BENCH_WARMUP messages). native
+# and PSN without filters alternate MAIL_BENCH_ROUNDS times in one window (native, PSN, native,
+# PSN, ...): other work on the machine weighs on both alike; the report gives each side's median.
 # Environment: MAIL_BENCH_MESSAGES (3000), MAIL_BENCH_CONNECTIONS (8), MAIL_BENCH_MAILBOXES (4),
-# MAIL_BENCH_WARMUP (100),
+# MAIL_BENCH_WARMUP (100), MAIL_BENCH_ROUNDS (3),
 # MAIL_BENCH_CASES (native,native-filtered,native-filtered-offline,psn,psn-unfiltered),
 # MAIL_BENCH_DIR (/var/tmp/psn-mailbench),
 # MAIL_BENCH_SERVER (psn-demo-psn-demo: the emulated server's container), MAIL_BENCH_INVENTORY
@@ -32,12 +34,13 @@ MESSAGES="${MAIL_BENCH_MESSAGES:-3000}"
 CONNECTIONS="${MAIL_BENCH_CONNECTIONS:-8}"
 MAILBOXES="${MAIL_BENCH_MAILBOXES:-4}"
 WARMUP="${MAIL_BENCH_WARMUP:-100}"
+ROUNDS="${MAIL_BENCH_ROUNDS:-3}"
 CASES="${MAIL_BENCH_CASES:-native,native-filtered,native-filtered-offline,psn,psn-unfiltered}"
 BENCH_DIR="${MAIL_BENCH_DIR:-/var/tmp/psn-mailbench}"
 W="$BENCH_DIR/native" # the native daemons' configuration, queue, mailboxes and logs
 WRITE_DOCS=1
 if [ "${MAIL_BENCH_QUICK:-0}" = 1 ]; then
-  MESSAGES=200 CONNECTIONS=4 MAILBOXES=2 WARMUP=20 WRITE_DOCS=0
+  MESSAGES=200 CONNECTIONS=4 MAILBOXES=2 WARMUP=20 ROUNDS=1 WRITE_DOCS=0
 fi
 LOAD=(python3 "$ROOT/bench/mailload.py" load --messages "$MESSAGES" --connections "$CONNECTIONS")
 SERVER="${MAIL_BENCH_SERVER:-psn-demo-psn-demo}"
@@ -234,11 +237,11 @@ native_scanned() { rspamc -h 127.0.0.1:11334 stat 2>/dev/null | awk '/^Messages 
 
 line_count() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 
-run_native() { # run_native CASE
+run_native() { # run_native CASE[@ROUND]
   local case="$1" lines rlines scanned=""
   warm_up 127.0.0.1:2525 127.0.0.1:10143 --users "$(mailboxes native.test)"
   lines="$(line_count "$W/postfix.log")" rlines="$(line_count "$W/log/rspamd.log")"
-  [ "$case" = native ] || scanned="$(native_scanned)"
+  [ "${case%@*}" = native ] || scanned="$(native_scanned)"
   log "$case: $MESSAGES messages over $CONNECTIONS connections"
   uptime > "$RESULTS/$case.uptime"
   # shellcheck disable=SC2046 # one NAME=CGROUP word each
@@ -250,7 +253,7 @@ run_native() { # run_native CASE
   cpu_snapshot $(native_cgroups) > "$W/cpu.after"
   cpu_delta "$W/cpu.before" "$W/cpu.after" > "$RESULTS/$case.cpu"
   tail -n +"$((lines + 1))" "$W/postfix.log" > "$RESULTS/$case.postfix.log"
-  if [ "$case" != native ]; then
+  if [ "${case%@*}" != native ]; then
     echo $(( $(native_scanned) - scanned )) > "$RESULTS/$case.scanned"
     tail -n +"$((rlines + 1))" "$W/log/rspamd.log" > "$RESULTS/$case.rspamd.log"
   fi
@@ -324,7 +327,7 @@ psn_deploy_mail() { # psn_deploy_mail ARGS...: ./deploy_psn.sh INVENTORY -t mail
     { tail -n 30 "$BENCH_DIR/deploy-logs/last.out" >&2; return 1; }
 }
 
-run_psn() { # run_psn CASE: the server's mail stack as deployed, psn or psn-filtered
+run_psn() { # run_psn CASE[@ROUND]: the server's mail stack as deployed, psn or psn-filtered
   local case="$1" address domain scanned="" since
   address="$(mail_address)"
   domain="$(inventory_value setup external_domain)"
@@ -355,50 +358,69 @@ run_psn() { # run_psn CASE: the server's mail stack as deployed, psn or psn-filt
     > "$RESULTS/$case.probe.json"
 }
 
-run_psn_cases() {
-  if ! psn_running; then
-    log "psn: no running server $SERVER with a mail stack (./deploy_psn.sh demo); skipped"
-    return
-  fi
-  local dirty="" filtered=""
+psn_note() { # what the PSN figures were measured on, once per run
+  local dirty=""
   [ -z "$(git status --porcelain -- roles/mail images/postfix images/dovecot images/rspamd)" ] ||
     dirty=" with uncommitted changes"
   echo "PSN: $SERVER, its mail role as of $(git log -1 --format='%h %cs' -- roles/mail)$dirty." \
     >> "$RESULTS/notes"
-  [ -z "$(server_task psn-mail_rspamd)" ] || filtered=1
-  if has_case psn; then
-    if [ -n "$filtered" ]; then run_psn psn-filtered; else run_psn psn; fi
+}
+
+round_name() { # round_name CASE ROUND: CASE, or CASE@ROUND when there are several rounds
+  if [ "$ROUNDS" -gt 1 ]; then echo "$1@$2"; else echo "$1"; fi
+}
+
+run_unfiltered_rounds() { # native and PSN without filters, alternately, ROUNDS times
+  local psn="" filtered="" restore="" failed="" round
+  if psn_running; then
+    [ -z "$(server_task psn-mail_rspamd)" ] || filtered=1
+    if [ -n "$filtered" ] && has_case psn-unfiltered; then psn=1 restore=1; fi
+    if [ -z "$filtered" ] && has_case psn; then psn=1; fi
+  elif has_case psn || has_case psn-unfiltered; then
+    log "psn: no running server $SERVER with a mail stack (./deploy_psn.sh demo); skipped"
   fi
-  if has_case psn-unfiltered && [ -n "$filtered" ]; then
-    local failed=""
+  [ -z "$psn" ] || psn_note
+  if [ -n "$restore" ]; then
     mkdir -p "$BENCH_DIR/deploy-logs"
-    # Put the server back as it was whatever happens in between.
-    { psn_deploy_mail -e mail__rspamd_enabled=false -e mail__clamav_enabled=false &&
-      run_psn psn; } || failed=1
-    psn_deploy_mail
-    [ -z "$failed" ] || return 1
+    psn_deploy_mail -e mail__rspamd_enabled=false -e mail__clamav_enabled=false || failed=1
   fi
+  if [ -z "$psn" ] || [ -n "$failed" ]; then
+    if has_case native; then run_native native; fi
+  else
+    # Alternated in one window, so that both sides see the same load from other work; the
+    # report gives each side's median round.
+    for round in $(seq 1 "$ROUNDS"); do
+      if has_case native; then run_native "$(round_name native "$round")"; fi
+      run_psn "$(round_name psn "$round")" || { failed=1; break; }
+    done
+  fi
+  # Put the server back as it was whatever happens in between.
+  [ -z "$restore" ] || psn_deploy_mail
+  [ -z "$failed" ] || return 1
 }
 
 # ---------------------------------------------------------------- main
 trap native_stop EXIT
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
-if has_case native || has_case native-filtered; then
+if has_case native || has_case native-filtered || has_case native-filtered-offline; then
   native_install
   native_start
-  has_case native && run_native native
-  if has_case native-filtered || has_case native-filtered-offline; then
-    native_filters_on
-    has_case native-filtered && run_native native-filtered
-    if has_case native-filtered-offline; then
-      native_rspamd_offline
-      run_native native-filtered-offline
-    fi
-  fi
-  native_stop
 fi
-if has_case psn || has_case psn-unfiltered; then run_psn_cases; fi
+run_unfiltered_rounds
+if has_case native-filtered || has_case native-filtered-offline; then
+  native_filters_on
+  has_case native-filtered && run_native native-filtered
+  if has_case native-filtered-offline; then
+    native_rspamd_offline
+    run_native native-filtered-offline
+  fi
+fi
+native_stop
+if has_case psn && psn_running && [ -n "$(server_task psn-mail_rspamd)" ]; then
+  [ -f "$RESULTS/notes" ] || psn_note
+  run_psn psn-filtered
+fi
 
 section="$(python3 "$ROOT/bench/mailload.py" report --results "$RESULTS")"
 echo "$section"

@@ -310,26 +310,49 @@ def where_time_goes(results: Path, case: str) -> list[str]:
     return cells
 
 
+def rounds_of(results: Path) -> dict[str, list[tuple[str, dict]]]:
+    """Case -> its runs as (file stem, result): CASE.json, or CASE@1.json, CASE@2.json, ... when
+    bench/mail.sh alternated rounds; in round order."""
+    found: dict[str, list[tuple[int, str, dict]]] = {}
+    for path in results.glob("*.json"):
+        case, _, number = path.stem.partition("@")
+        if case in CASES and path.stem.count(".") == 0:
+            run = json.loads(path.read_text())
+            found.setdefault(case, []).append((int(number or 0), path.stem, run))
+    return {
+        case: [(stem, run) for _, stem, run in sorted(found[case], key=lambda r: r[0])]
+        for case in CASES
+        if case in found
+    }
+
+
+def median_round(rounds: list[tuple[str, dict]]) -> tuple[str, dict]:
+    """The round with the median delivered/s (the lower middle one of an even number)."""
+    ordered = sorted(rounds, key=lambda r: r[1]["delivered_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def load_of(results: Path, stem: str) -> str:
+    """The load average bench/mail.sh noted when the run started."""
+    return (results / f"{stem}.uptime").read_text().strip().split("load average:")[-1].strip()
+
+
 def report(results: Path) -> str:
     """The "mail" section of docs/benchmarks.md from a results directory of bench/mail.sh."""
-    runs = {
-        case: json.loads((results / f"{case}.json").read_text())
-        for case in CASES
-        if (results / f"{case}.json").exists()
-    }
-    if not runs:
+    all_rounds = rounds_of(results)
+    if not all_rounds:
         return "no results"
+    chosen = {case: median_round(rounds) for case, rounds in all_rounds.items()}
+    runs = {case: run for case, (_, run) in chosen.items()}
     first = next(iter(runs.values()))
     rows, breakdown = [], []
-    for case, run in runs.items():
-        uptime = (results / f"{case}.uptime").read_text().strip()
-        load = uptime.split("load average:")[-1].strip()
+    for case, (stem, run) in chosen.items():
         rows.append(
             f"| {CASES[case]} | {run['accepted_per_s']} | {run['delivered_per_s']} | "
             f"{run['latency_p50_s']} | {run['latency_p95_s']} | {run['refused']} | "
-            f"{run['lost']} | {load} |"
+            f"{run['lost']} | {load_of(results, stem)} |"
         )
-        cells = [*where_time_goes(results, case), cpu_per_message(results, case, run["messages"])]
+        cells = [*where_time_goes(results, stem), cpu_per_message(results, stem, run["messages"])]
         breakdown.append(f"| {CASES[case]} | " + " | ".join(cells) + " |")
     ratios = []
     for psn, native, target in (
@@ -340,11 +363,31 @@ def report(results: Path) -> str:
         if psn in runs and native in runs:
             ratio = runs[psn]["delivered_per_s"] / max(runs[native]["delivered_per_s"], 1e-6)
             accepted = runs[psn]["accepted_per_s"] / max(runs[native]["accepted_per_s"], 1e-6)
+            pairs = zip(all_rounds[psn], all_rounds[native], strict=False)
+            each = ", ".join(
+                f"{p['delivered_per_s'] / max(n['delivered_per_s'], 1e-6):.2f}"
+                for (_, p), (_, n) in pairs
+            )
             ratios.append(
-                f"| {CASES[psn]} / {CASES[native]} | {ratio:.2f} | {accepted:.2f} | {target} |"
+                f"| {CASES[psn]} / {CASES[native]} | {ratio:.2f} | {accepted:.2f} | {each} "
+                f"| {target} |"
             )
     if not ratios:
-        ratios.append("| (no PSN run to compare) | - | - | |")
+        ratios.append("| (no PSN run to compare) | - | - | - | |")
+    several = {case: rounds for case, rounds in all_rounds.items() if len(rounds) > 1}
+    alternated = ""
+    if several:
+        alternated = (
+            "Alternated in one window (native, PSN, native, PSN, ...); each row is its side's "
+            "median round. Every round's delivered/s (load at its start): "
+            + "; ".join(
+                f"{CASES[case]}: "
+                + ", ".join(f"{run['delivered_per_s']} ({load_of(results, stem).split(',')[0]})"
+                            for stem, run in rounds)
+                for case, rounds in several.items()
+            )
+            + "."
+        )  # fmt: skip
     refusals = sorted({r for run in runs.values() for r in run["refusal_sample"]})
     about = (
         f"Measured by `bench/mail.sh`: {first['messages']} messages of {first['message_bytes']} "
@@ -379,9 +422,11 @@ def report(results: Path) -> str:
         "| load at start (1/5/15 min) |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
+        *(["", textwrap.fill(alternated, 100)] if alternated else []),
         "",
-        "| ratio | delivered/s | accepted/s | target |",
-        "|---|---|---|---|",
+        "| ratio (median rounds) | delivered/s | accepted/s | delivered/s, round by round "
+        "| target |",
+        "|---|---|---|---|---|",
         *ratios,
         "",
         textwrap.fill(timing, 100),
