@@ -11,7 +11,7 @@ bash .ci/docker-engine.sh
 PSN_SETUP_ONLY=1 ./deploy_psn.sh
 bin="$ROOT/.venv/bin"
 version="$("$bin/python" -c 'import psn; print(psn.__version__)')"
-archive="images/dist/psn-images-$version.tar.gz"
+archive="images/dist/psn-images-$version.tar"
 
 start=$(date +%s)
 "$bin/deploy_psn" --skip-checksum images build --rebuild-base --no-cache
@@ -42,7 +42,7 @@ or .deb caches in any image.
 |---|---|---|
 | cold build of every image (no cache, new base) | ${build_s} s | ≤ 600 s |
 | saving the archive | ${save_s} s | |
-| archive size (gzip) | ${archive_mb} MB | ≤ 1500 MB |
+| archive size (layers gzip'd, as the registry stores them) | ${archive_mb} MB | ≤ 1500 MB |
 | apt lists / .deb caches in images | ${hygiene} | none |
 
 | image | size (MB, uncompressed, shared base included) |

@@ -232,13 +232,18 @@ def images_build(
     "--out",
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Archive path [default: images/dist/psn-images-<version>.tar.gz].",
+    help="Archive path [default: images/dist/psn-images-<version>.tar].",
 )
+@click.option("--only", multiple=True, metavar="NAME", help="Save only these (and the registry).")
 @pass_state
-def images_save(state: State, version: str, out_path: Path | None) -> None:
-    """Write every image into ONE archive (shared layers stored once)."""
+def images_save(state: State, version: str, out_path: Path | None, only: tuple[str, ...]) -> None:
+    """Write every image into ONE archive, as the registry stores them (layers stored once)."""
     path = images.save_images(
-        state.root, version, out_path or images.archive_path(state.root, version), _image_progress
+        state.root,
+        version,
+        out_path or images.archive_path(state.root, version),
+        _image_progress,
+        only=only,
     )
     err.print(f"[green]✓[/] {path} ({path.stat().st_size / 1e6:.0f} MB)")
 

@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -391,7 +393,7 @@ def build_images(
 
 def archive_path(root: Path, version: str) -> Path:
     """Where `images save` writes the archive that `dist build` packs and the registry loads."""
-    return Path(root) / "images" / "dist" / f"psn-images-{version}.tar.gz"
+    return Path(root) / "images" / "dist" / f"psn-images-{version}.tar"
 
 
 def ids_path(archive: Path) -> Path:
@@ -438,15 +440,31 @@ def save_images(
     out_path: Path,
     progress: ProgressCallback | None = None,
     *,
+    only: Sequence[str] = (),
     docker: str = "docker",
 ) -> Path:
-    """Write every image of the suite into ONE gzip-compressed `docker save` archive.
+    """Write the images of the suite into ONE archive, laid out as the registry stores them.
 
-    Layers shared between images (the base, above all) are stored once. `docker load -i`
-    reads the archive as it is. The file appears only when complete.
+    The images are pushed into a throwaway psn/registry on this machine, and the archive (a
+    plain tar: the layers in it are compressed already) holds that registry's storage `docker/`,
+    `registry-image.tar.gz` (`docker save` of psn/registry, which the registry host loads to
+    run the registry) and `images.json` (tag -> image ID). The docker_registry role unpacks the
+    storage into the registry's volume instead of loading and pushing every image at deployment.
+    `only` names components to save instead of all (psn/registry is always added). The file
+    appears only when complete.
     """
     require_engine(docker)
+    registry_tag = image_tag("registry", version)
     tags = image_tags(root, version)
+    if only:
+        wanted = {image_tag(name, version) for name in (*only, "registry")}
+        unknown = sorted(wanted - set(tags))
+        if unknown:
+            raise ImageBuildError(
+                f"no such image: {', '.join(unknown)}",
+                [Problem("`only` names a component without images/<name>/", fix="check the name")],
+            )
+        tags = [t for t in tags if t in wanted]
     missing = [t for t in tags if not image_exists(t, docker)]
     if missing:
         raise ImageBuildError(
@@ -460,30 +478,18 @@ def save_images(
         progress(Progress("", "start", 1, 1, detail=str(out_path)))
     started = time.monotonic()
     ids = image_ids(tags, docker)
-    compressor = [shutil.which("pigz") or "gzip", "-c", "-6"]
     fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", dir=out_path.parent)
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            save = subprocess.Popen(
-                [docker, "save", *tags],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-            )
-            assert save.stdout is not None
-            gz = subprocess.Popen(compressor, stdin=save.stdout, stdout=out, stderr=subprocess.PIPE)
-            save.stdout.close()  # gzip holds the pipe now
-            _, gz_err = gz.communicate()
-            save_err = save.stderr.read() if save.stderr else b""
-            save_rc = save.wait()
-        if save_rc != 0 or gz.returncode != 0:
-            detail = (save_err or gz_err).decode(errors="replace").strip()
-            raise ImageBuildError(
-                "saving the image archive failed",
-                [Problem(detail or f"docker save exit {save_rc}, gzip exit {gz.returncode}")],
-                output=detail,
-            )
+        with tempfile.TemporaryDirectory(prefix="psn-save-", dir=out_path.parent) as work:
+            staging = Path(work)
+            _registry_storage(tags, registry_tag, staging, docker)
+            (staging / "images.json").write_text(json.dumps(ids, indent=1) + "\n", "utf-8")
+            _save_gzip([registry_tag], staging / "registry-image.tar.gz", docker)
+            with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as archive:
+                for name in ("images.json", "registry-image.tar.gz", "docker"):
+                    archive.add(staging / name, arcname=name, filter=_root_owned)
         tmp.chmod(0o644)
         tmp.replace(out_path)
         ids_path(out_path).write_text(json.dumps(ids, indent=1) + "\n", "utf-8")
@@ -496,3 +502,109 @@ def save_images(
             )
         )
     return out_path
+
+
+def _root_owned(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Archive members carry no owner of this machine; the role sets the registry's."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    return member
+
+
+def _docker(argv: list[str], title: str, docker: str) -> str:
+    """Run one docker command of the save: its stdout, or ImageBuildError with its stderr."""
+    res = subprocess.run(
+        [docker, *argv], capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+    )
+    if res.returncode != 0:
+        detail = (res.stderr or res.stdout).strip()
+        raise ImageBuildError(
+            f"saving the image archive failed: {title}",
+            [Problem(detail or f"docker {argv[0]} exit {res.returncode}")],
+            output=detail,
+        )
+    return res.stdout
+
+
+def _registry_storage(tags: Sequence[str], registry_tag: str, into: Path, docker: str) -> None:
+    """Push `tags` into a throwaway registry (psn/registry with its image's configuration: plain
+    HTTP, which Docker allows on 127.0.0.1) and copy its storage to `into`/docker."""
+    name = f"psn-save-{os.getpid()}-{int(time.time())}"
+    pushed: list[str] = []
+    try:
+        _docker(["volume", "create", name], "a volume for the throwaway registry", docker)
+        _docker(
+            [
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-v",
+                f"{name}:/var/lib/docker-registry",
+                "-p",
+                "127.0.0.1::5001",
+                registry_tag,
+            ],
+            "starting a throwaway registry",
+            docker,
+        )
+        port = _docker(["port", name, "5001/tcp"], "its port", docker).split(":")[-1].strip()
+        _wait_for_registry(f"http://127.0.0.1:{port}/v2/")
+        for tag in tags:
+            local = f"127.0.0.1:{port}/{tag}"
+            _docker(["tag", tag, local], f"tagging {tag}", docker)
+            pushed.append(local)
+            _docker(["push", "-q", local], f"pushing {tag}", docker)
+        _docker(["stop", name], "stopping the throwaway registry", docker)
+        _docker(
+            ["cp", f"{name}:/var/lib/docker-registry/docker", str(into)],
+            "copying the registry's storage",
+            docker,
+        )
+    finally:
+        subprocess.run([docker, "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run([docker, "volume", "rm", "-f", name], capture_output=True, check=False)
+        if pushed:
+            subprocess.run([docker, "rmi", *pushed], capture_output=True, check=False)
+
+
+def _wait_for_registry(url: str, timeout: float = 60.0) -> None:
+    """Return once `url` answers 200; ImageBuildError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise ImageBuildError(
+                    "saving the image archive failed: the throwaway registry does not answer",
+                    [Problem(f"{url}: {exc}", fix="see `docker logs` of the psn-save-* container")],
+                ) from exc
+        time.sleep(0.5)
+
+
+def _save_gzip(tags: Sequence[str], out: Path, docker: str) -> None:
+    """`docker save` of `tags` through gzip (pigz when present) into `out`."""
+    compressor = [shutil.which("pigz") or "gzip", "-c", "-6"]
+    with out.open("wb") as sink:
+        save = subprocess.Popen(
+            [docker, "save", *tags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert save.stdout is not None
+        gz = subprocess.Popen(compressor, stdin=save.stdout, stdout=sink, stderr=subprocess.PIPE)
+        save.stdout.close()  # gzip holds the pipe now
+        _, gz_err = gz.communicate()
+        save_err = save.stderr.read() if save.stderr else b""
+        save_rc = save.wait()
+    if save_rc != 0 or gz.returncode != 0:
+        detail = (save_err or gz_err).decode(errors="replace").strip()
+        raise ImageBuildError(
+            "saving the image archive failed",
+            [Problem(detail or f"docker save exit {save_rc}, gzip exit {gz.returncode}")],
+            output=detail,
+        )

@@ -129,8 +129,8 @@ def recap(log_dir: Path) -> dict[str, int]:
 
 
 def image_archive(directory: Path, names: tuple[str, ...]) -> Path:
-    """The images `names` of this version (built when missing) in one gzip archive in
-    `directory`, named as `deploy_psn images save` names it."""
+    """The images `names` of this version (built when missing) in one archive in `directory`,
+    written and named as `deploy_psn images save` does."""
     if not images.engine_answers():
         pytest.skip("no Docker engine answers: start one with `bash .ci/docker-engine.sh`")
     tags = [images.image_tag(name, VERSION) for name in names]
@@ -139,12 +139,8 @@ def image_archive(directory: Path, names: tuple[str, ...]) -> Path:
         started = time.monotonic()
         images.build_images(ROOT, VERSION, only=missing)
         print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
-    path = directory / f"psn-images-{VERSION}.tar.gz"
-    with path.open("wb") as out:
-        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
-        gz = subprocess.run(["gzip", "-1", "-c"], stdin=save.stdout, stdout=out, check=False)
-        assert save.wait() == 0 and gz.returncode == 0
-    return path
+    out = directory / images.archive_path(ROOT, VERSION).name
+    return images.save_images(ROOT, VERSION, out, only=names)
 
 
 def updated_at(lab) -> dict[str, str]:
