@@ -63,23 +63,32 @@ def test_site_order_is_the_guide_order():
         "frontend",
         "proxy",
         "monitoring",
+        "stack_wait",
     ]
 
 
 # Roles that other roles include; they have no playbook of their own.
 INTERNAL_ROLES = {"stack"}
+# Site entries that run an internal role's tasks, not a role of their own.
+INTERNAL_PLAYS = {"stack_wait": "name: stack\n        tasks_from: wait_at_end\n"}
 
 
 def test_site_roles_are_the_role_directories():
     directories = {p.name for p in (ROOT / "roles").iterdir() if p.is_dir()}
-    assert set(role_order(ROOT)) == directories - INTERNAL_ROLES
+    assert set(role_order(ROOT)) == directories - INTERNAL_ROLES | INTERNAL_PLAYS.keys()
 
 
 def test_every_role_playbook_applies_its_role():
     for role in read_site(ROOT):
         assert role.plays, role.name
         text = (ROOT / "playbooks" / f"{role.name}.yml").read_text()
-        assert f"role: {role.name}\n" in text
+        assert INTERNAL_PLAYS.get(role.name, f"role: {role.name}\n") in text
+
+
+def test_the_wait_at_the_end_runs_whatever_the_tags():
+    tags = {role.name: role.tags for role in read_site(ROOT)}
+    assert role_order(ROOT)[-1] == "stack_wait"
+    assert "always" in tags["stack_wait"]
 
 
 def test_proxy_answers_to_the_guides_nginx_tag():
