@@ -78,12 +78,23 @@ def docker_json(module: AnsibleModule, *args: str) -> list:
     return json.loads(out or "[]")
 
 
-def tasks_of(module: AnsibleModule, service: str) -> list:
-    rc, out, err = module.run_command(["docker", "service", "ps", "-q", "--no-trunc", service])
-    if rc != 0:
-        raise RuntimeError(err.strip() or out.strip())
-    ids = out.split()
-    return docker_json(module, "inspect", *ids) if ids else []
+def snapshot(module: AnsibleModule, names: list[str]) -> tuple[dict, dict]:
+    """Every named service that exists (name -> inspect) and its tasks (service ID -> tasks), in
+    three docker calls for all of them."""
+    # Prints the services it finds even when some do not exist (and then exits non-zero).
+    _rc, out, _err = module.run_command(["docker", "service", "inspect", *names])
+    services = {s["Spec"]["Name"]: s for s in json.loads(out or "[]")}
+    tasks: dict[str, list] = {}
+    if services:
+        rc, out, err = module.run_command(
+            ["docker", "service", "ps", "-q", "--no-trunc", *services]
+        )
+        if rc != 0:
+            raise RuntimeError(err.strip() or out.strip())
+        ids = sorted(set(out.split()))
+        for task in docker_json(module, "inspect", *ids) if ids else []:
+            tasks.setdefault(task.get("ServiceID"), []).append(task)
+    return services, tasks
 
 
 def desired_replicas(module: AnsibleModule, spec: dict, tasks: list) -> int:
@@ -94,14 +105,15 @@ def desired_replicas(module: AnsibleModule, spec: dict, tasks: list) -> int:
     return len({t.get("NodeID") for t in tasks if t.get("DesiredState") == "running"})
 
 
-def check(module: AnsibleModule, name: str) -> tuple[str, str, str]:
+def check(
+    module: AnsibleModule, name: str, services: dict, tasks_by_service: dict
+) -> tuple[str, str, str]:
     """(status, message, replicas) with status ready | waiting | failed."""
-    inspect = docker_json(module, "service", "inspect", name)
-    if not inspect:
+    service = services.get(name)
+    if service is None:
         return "failed", f"service {name} does not exist", "0/0"
-    service = inspect[0]
     spec = service["Spec"]
-    tasks = tasks_of(module, name)
+    tasks = tasks_by_service.get(service["ID"], [])
     want = desired_replicas(module, spec, tasks)
     template = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
     since = service.get("UpdatedAt") or service.get("CreatedAt") or ""
@@ -160,11 +172,15 @@ def main() -> None:
     state: dict[str, str] = {}
     while True:
         pending = None
+        try:
+            services, tasks = snapshot(module, params["services"])
+        except (RuntimeError, ValueError) as exc:
+            services, tasks, error = None, {}, str(exc)
         for name in params["services"]:
-            try:
-                status, message, replicas = check(module, name)
-            except (RuntimeError, ValueError) as exc:
-                status, message, replicas = "waiting", f"{name}: {exc}", "?"
+            if services is None:
+                status, message, replicas = "waiting", f"{name}: {error}", "?"
+            else:
+                status, message, replicas = check(module, name, services, tasks)
             state[name] = replicas
             if status != "ready" and pending is None:
                 pending = (status, message, name)
