@@ -24,7 +24,8 @@
 # MAIL_BENCH_DIR (/var/tmp/psn-mailbench),
 # MAIL_BENCH_SERVER (psn-demo-psn-demo: the emulated server's container), MAIL_BENCH_INVENTORY
 # (demo/hosts.yml: its inventory), MAIL_BENCH_CERTS_DIR (certificates/ next to the inventory),
-# MAIL_BENCH_QUICK=1 (200 messages, 4 connections, 2 mailboxes; docs/benchmarks.md untouched).
+# MAIL_BENCH_QUICK=1 (200 messages, 4 connections, 2 mailboxes, one round; docs/benchmarks.md
+# untouched), MAIL_BENCH_DOCS=0 (docs/benchmarks.md untouched).
 # Runs as root (installs Debian's packages once; starts and stops the native daemons itself).
 set -euo pipefail
 
@@ -38,7 +39,7 @@ ROUNDS="${MAIL_BENCH_ROUNDS:-3}"
 CASES="${MAIL_BENCH_CASES:-native,native-filtered,native-filtered-offline,psn,psn-unfiltered}"
 BENCH_DIR="${MAIL_BENCH_DIR:-/var/tmp/psn-mailbench}"
 W="$BENCH_DIR/native" # the native daemons' configuration, queue, mailboxes and logs
-WRITE_DOCS=1
+WRITE_DOCS="${MAIL_BENCH_DOCS:-1}"
 if [ "${MAIL_BENCH_QUICK:-0}" = 1 ]; then
   MESSAGES=200 CONNECTIONS=4 MAILBOXES=2 WARMUP=20 ROUNDS=1 WRITE_DOCS=0
 fi
