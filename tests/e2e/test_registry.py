@@ -94,6 +94,18 @@ def first_run(lab, archive, certs_root, workdir):
     return inventory
 
 
+def registry_run(inventory: Path, certs_root: Path, log_dir: Path, archive: Path):
+    """`./deploy_psn.sh <inventory> -t docker_registry` with the registry loaded from `archive`."""
+    return deploy(
+        inventory,
+        certs_root,
+        log_dir,
+        "docker_registry",
+        "-e",
+        f"docker_registry__archive={archive}",
+    )
+
+
 def internal_dir(certs_root: Path) -> Path:
     return certs_root / default_domain(DOMAIN) / "internal"
 
@@ -196,14 +208,7 @@ def test_server_two_pulls_an_image(lab, first_run):
 
 def test_second_run_unpacks_nothing(lab, first_run, certs_root, workdir, archive):
     started = time.monotonic()
-    res = deploy(
-        first_run,
-        certs_root,
-        workdir / "run2",
-        "docker_registry",
-        "-e",
-        f"docker_registry__archive={archive}",
-    )
+    res = registry_run(first_run, certs_root, workdir / "run2", archive)
     print_summary("second run (docker_registry)", res, time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = summary_rows(res.stderr)
@@ -219,14 +224,7 @@ def test_a_foreign_image_under_a_tag_is_replaced(lab, first_run, certs_root, wor
     _, second = lab.servers
     etcd, wrong = f"{REGISTRY}/psn/etcd:{VERSION}", f"{REGISTRY}/psn/registry:{VERSION}"
     lab.ssh(second, f"docker pull -q {wrong} && docker tag {wrong} {etcd} && docker push -q {etcd}")
-    res = deploy(
-        first_run,
-        certs_root,
-        workdir / "run3",
-        "docker_registry",
-        "-e",
-        f"docker_registry__archive={archive}",
-    )
+    res = registry_run(first_run, certs_root, workdir / "run3", archive)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"restored from the archive in this run: psn/etcd:{VERSION}." in newest_log(
         workdir / "run3"
@@ -238,14 +236,7 @@ def test_a_foreign_image_under_a_tag_is_replaced(lab, first_run, certs_root, wor
 
 def test_missing_archive_is_refused_with_the_fix(lab, first_run, certs_root, workdir):
     missing = workdir / "nowhere" / f"psn-images-{VERSION}.tar"
-    res = deploy(
-        first_run,
-        certs_root,
-        workdir / "run4",
-        "docker_registry",
-        "-e",
-        f"docker_registry__archive={missing}",
-    )
+    res = registry_run(first_run, certs_root, workdir / "run4", missing)
     assert res.returncode == 4, res.stdout + res.stderr
     message = " ".join(res.stderr.split())
     assert str(missing) in message and "images build" in message and "images save" in message
@@ -261,14 +252,7 @@ def test_an_archive_of_another_format_is_refused_before_copying(
     with tarfile.open(plain, "w") as tar:
         tar.add(Path(__file__), arcname="manifest.json")
     before = lab.ssh(first, "ls /opt/poseidon/registry/archive/")
-    res = deploy(
-        first_run,
-        certs_root,
-        workdir / "run5",
-        "docker_registry",
-        "-e",
-        f"docker_registry__archive={plain}",
-    )
+    res = registry_run(first_run, certs_root, workdir / "run5", plain)
     assert res.returncode == 4, res.stdout + res.stderr
     message = " ".join(res.stderr.split())
     assert str(plain) in message and "images.json" in message and "images save" in message
