@@ -363,6 +363,26 @@ def test_status_is_green_then_names_a_degraded_service(lab, first_run, certs_roo
         lab.ssh(server, "docker service scale psn-redis_redis=1")
 
 
+def test_a_stack_waited_for_at_the_end_fails_the_run_naming_its_role(
+    lab, first_run, certs_root, workdir, archive
+):
+    """Redis is waited for after the last role (stack__wait_at_end): a Redis that cannot start
+    fails the run there, naming the service and `-t redis`; deploying it again mends it."""
+    [server] = lab.servers
+    res = deploy_from(
+        archive, first_run, certs_root, workdir / "broken", "redis", "-e", "redis__maxmemory=lots"
+    )
+    assert res.returncode == 4, res.stdout + res.stderr
+    message = " ".join(res.stderr.split())
+    assert "psn-redis_redis is not running healthy" in message, message
+    assert "-t redis" in message, message
+    res = deploy_from(archive, first_run, certs_root, workdir / "mended", "redis")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "stack_wait" in summary_rows(res.stderr), res.stderr
+    listing = lab.ssh(server, "docker service ls --format '{{.Name}} {{.Replicas}}'")
+    assert "psn-redis_redis 1/1" in listing, listing
+
+
 def test_ldap_tag_touches_only_the_ldap_stack(lab, first_run, certs_root, workdir, archive):
     """Runs last: it changes the directory's memory limit (guide §6.2 reinstalls with -t ldap)."""
     [server] = lab.servers
