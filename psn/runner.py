@@ -650,7 +650,9 @@ def _private_dir() -> tempfile.TemporaryDirectory[str]:
     return private
 
 
-def _environment(root: Path) -> dict[str, str]:
+def ansible_environment(root: Path) -> dict[str, str]:
+    """The environment ansible-runner gives Ansible: our ansible.cfg, our venv, host key checks
+    on, and the strategy (Mitogen unless PSN_MITOGEN=0)."""
     env = {
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         # ansible-runner starts ansible-playbook from PATH, which may not hold our venv.
@@ -740,7 +742,7 @@ def run_playbook(
             inventory=str(inventory.resolve()),
             cmdline=args.cmdline or None,
             extravars=extravars or {},
-            envvars=_environment(root),
+            envvars=ansible_environment(root),
             quiet=True,
             suppress_env_files=True,
             event_handler=on_event,

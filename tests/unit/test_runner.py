@@ -21,7 +21,7 @@ from psn.runner import (
     AnsibleArgs,
     Masker,
     SiteRole,
-    _environment,
+    ansible_environment,
     normalise_args,
     read_site,
     render_summary,
@@ -462,12 +462,12 @@ def test_group_vars_version_is_the_installer_version():
 def test_runs_use_mitogens_strategy_unless_turned_off(tmp_path, monkeypatch):
     monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
     monkeypatch.delenv("PSN_MITOGEN", raising=False)
-    env = _environment(tmp_path)
+    env = ansible_environment(tmp_path)
     assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
     assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
 
     monkeypatch.setenv("PSN_MITOGEN", "0")
-    assert "ANSIBLE_STRATEGY" not in _environment(tmp_path)
+    assert "ANSIBLE_STRATEGY" not in ansible_environment(tmp_path)
     monkeypatch.delenv("PSN_MITOGEN")
     monkeypatch.setenv("ANSIBLE_STRATEGY", "free")  # the operator's own choice stays
-    assert "ANSIBLE_STRATEGY" not in _environment(tmp_path)
+    assert "ANSIBLE_STRATEGY" not in ansible_environment(tmp_path)
