@@ -295,6 +295,8 @@ class RoleSummary:
     started: datetime | None = None
     ended: datetime | None = None
     tasks: int = 0  # tasks started, housekeeping (facts, argument specs) not counted
+    updated: list[str] = field(default_factory=list)  # services psn_stack deployed (or would)
+    removed: list[str] = field(default_factory=list)  # services psn_stack removed (or would)
 
     @property
     def selected(self) -> bool:
@@ -333,6 +335,7 @@ class RunSummary:
     failures: list[Failure]
     resume_command: str | None = None
     output_tail: list[str] = field(default_factory=list)  # for errors outside any task
+    check: bool = False  # --check: nothing was changed, the services are what a run would do
 
     @property
     def succeeded(self) -> bool:
@@ -445,6 +448,9 @@ class _Collector:
             setattr(counts, result, getattr(counts, result) + 1)
             if result == "ok" and res.get("changed"):
                 counts.changed += 1
+        if result == "ok" and str(data.get("task_action", "")).endswith("psn_stack"):
+            role.updated += [str(s) for s in res.get("deploy") or []]
+            role.removed += [str(s) for s in res.get("remove") or []]
         if result not in ("failed", "unreachable"):
             return None
         failure = Failure(
@@ -761,6 +767,7 @@ def run_playbook(
             hosts=collector.hosts or {},
             failures=failures,
             output_tail=list(collector.tail),
+            check=any(option == "--check" for option, _ in args.options),
         )
         if first_failed and not summary.succeeded:
             summary.resume_command = mask(
@@ -772,6 +779,24 @@ def run_playbook(
         if summary.resume_command:
             log.write(f"# resume with: {summary.resume_command}\n")
     return summary
+
+
+def _render_services(roles: Sequence[RoleSummary], check: bool, console: Console) -> None:
+    """The services the run updated or removed; with --check, those a run would (a plan)."""
+    changes = [(s, "update", r.name) for r in roles for s in r.updated]
+    changes += [(s, "remove", r.name) for r in roles for s in r.removed]
+    if check:
+        head = "Services a run would change (--check: nothing was changed):"
+        if not changes:
+            console.print(Text("--check: no service would change.", style="bold"))
+            return
+    elif changes:
+        head = "Services changed:"
+    else:
+        return
+    console.print(Text(head, style="bold"))
+    for service, what, role in changes:
+        console.print(Text(f"  {what:<6} {service}  (role {role})"))
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
@@ -794,6 +819,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         )
     if selected:
         console.print(table)
+    _render_services(selected, summary.check, console)
     elapsed = _duration(summary.elapsed)
     if summary.succeeded:
         console.print(Text(f"Finished successfully in {elapsed}.", style="bold green"))
