@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # README's test command: lints and every test suite, on a fresh Debian 12 machine or a dev tree.
+#   ./tests/run.sh            lints, unit tests (stop at their first failure), then the image and
+#                             end-to-end tests (starts a Docker engine; CI runs this)
+#   ./tests/run.sh --fast     lints and unit tests only: no Docker, no browser, a few minutes
+#   ./tests/run.sh ARGS...    lints, then pytest ARGS (e.g. tests/e2e/test_registry.py -m e2e)
 # As root it installs the Debian packages the tests need; the Python ones go into .venv.
 set -euo pipefail
 
@@ -8,8 +12,16 @@ cd "$ROOT"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
+fast=0
+if [ "${1:-}" = --fast ]; then
+  fast=1
+  shift
+fi
+
+packages=(python3-venv git shellcheck)
+[ "$fast" = 1 ] || packages+=(chromium chromium-driver)
 need=()
-for pkg in python3-venv git shellcheck chromium chromium-driver; do
+for pkg in "${packages[@]}"; do
   [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)" == ii* ]] || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -36,10 +48,21 @@ log "shellcheck"
 mapfile -t scripts < <(find . \( -path ./.venv -o -path ./demo -o -path ./dist \) -prune -o -name '*.sh' -print)
 shellcheck .ci/run "${scripts[@]}"
 
+if [ "$#" -gt 0 ]; then
+  [ "$(id -u)" != 0 ] || bash .ci/docker-engine.sh
+  log "pytest $*"
+  exec "$bin/pytest" "$@"
+fi
+
+# Fast tests first: a broken unit stops the run before 40 minutes of servers.
+log "unit tests"
+"$bin/pytest" -x -q --durations=10 tests/unit
+[ "$fast" = 0 ] || exit 0
+
 if [ "$(id -u)" = 0 ]; then
   log "Docker engine (for the image and end-to-end tests)"
   bash .ci/docker-engine.sh
 fi
 
-log "pytest"
-"$bin/pytest" "$@"
+log "image and end-to-end tests"
+"$bin/pytest" --durations=30 tests/images tests/e2e
