@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # Guide §4.2.6, Table 7: every prefix that must resolve to the proxy host.
 SERVICE_PREFIXES = ("admin", "autoconfig", "cab", "imap", "mail", "psnapi", "smtp", "pbn")
+
+# setup.domain_module when the inventory gives none (guide §4.2.3).
+DEFAULT_DOMAIN_MODULE = "{service}.{domain}"
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -29,6 +34,22 @@ def service_hostname(prefix: str, external_domain: str, domain_module: str) -> s
 def service_hostnames(external_domain: str, domain_module: str) -> dict[str, str]:
     """Every prefix of Table 7 mapped to its host name."""
     return {p: service_hostname(p, external_domain, domain_module) for p in SERVICE_PREFIXES}
+
+
+def domain(setup: Mapping[str, Any] | None) -> str:
+    """The installation's domain: `setup.external_domain`, lower-cased ('' when unset)."""
+    return str((setup or {}).get("external_domain") or "").lower()
+
+
+def base_dn(external_domain: str) -> str:
+    """The directory's base DN (guide §6.1): example.com → dc=example,dc=com."""
+    return ",".join(f"dc={label}" for label in external_domain.lower().split("."))
+
+
+def hostnames(setup: Mapping[str, Any] | None) -> dict[str, str]:
+    """`service_hostnames` of the inventory's `setup` (domain_module defaults to the guide's)."""
+    module = str((setup or {}).get("domain_module") or DEFAULT_DOMAIN_MODULE)
+    return service_hostnames(domain(setup), module)
 
 
 def default_domain(external_domain: str) -> str:
