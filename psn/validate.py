@@ -47,7 +47,11 @@ REQUIRED_HOST_GROUPS = (
     "backend",
     "mail",
 )
-OPTIONAL_HOST_GROUPS = ("syslog", "monitoring")
+OPTIONAL_HOST_GROUPS = ("syslog",)
+# Groups of the guide whose roles this release does not deploy: accepted, with a warning.
+NOT_DEPLOYED_GROUPS = {
+    "monitoring": "the monitoring role is not part of this release",
+}
 VOLUME_ROLES = ("etcd", "postgres")
 KLMS_POSTFIX_FORM = re.compile(
     r"^inet:(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})$"
@@ -236,6 +240,16 @@ def check_groups(inv: Inventory, _root: Path) -> Iterator[Problem]:
                 inv.group_path(group),
                 f"optional group `{group}` has no hosts",
                 f"add a server, or delete the `{group}` group to skip it",
+                severity="warning",
+            )
+    for group, why in NOT_DEPLOYED_GROUPS.items():
+        if inv.hosts(group):
+            yield _problem(
+                inv,
+                inv.group_path(group),
+                f"group `{group}` is not deployed: {why}",
+                f"delete the `{group}` group, or keep it: its hosts get nothing from it",
+                value=", ".join(inv.hosts(group)),
                 severity="warning",
             )
     registries = inv.hosts("docker_registry")

@@ -178,10 +178,10 @@ def test_deploy_runs_the_site_playbook_with_a_masked_log(
             "--log-dir",
             str(tmp_path),
             # The guide's split tag list ("-t nginx, mail"), with roles that change nothing on
-            # this machine (still placeholders).
+            # this machine: the read-only prechecks, and syslog, which has no host here.
             "-t",
-            "glusterfs,",
-            "monitoring",
+            "precheck,",
+            "syslog",
             "-e",
             "probe={{ passwords.redis_user }}",
             "-e",
@@ -193,8 +193,8 @@ def test_deploy_runs_the_site_playbook_with_a_masked_log(
     logs = list(tmp_path.glob("deploy_psn_*.log"))
     assert len(logs) == 1
     log = logs[0].read_text()
-    assert "glusterfs" in output and "ldap" not in output.split("Deployment summary")[1]
-    assert "-t glusterfs,monitoring" in log
+    assert "precheck" in output and "ldap" not in output.split("Deployment summary")[1]
+    assert "-t precheck,syslog" in log
     for secret in load_inventory(inventory).secret_values():
         assert secret not in log
 

@@ -52,7 +52,6 @@ def test_site_order_is_the_guide_order():
         "swarm",
         "certificates",
         "docker_registry",
-        "glusterfs",
         "etcd",
         "postgres",
         "redis",
@@ -62,7 +61,6 @@ def test_site_order_is_the_guide_order():
         "backend",
         "frontend",
         "proxy",
-        "monitoring",
         "stack_wait",
     ]
 
@@ -417,11 +415,10 @@ def _reads(path: Path) -> bytes:
         return b""
 
 
-def test_guide_tags_select_proxy_and_monitoring_from_the_real_site(tmp_path, private_tmp):
+def test_guide_tags_select_proxy_and_mail_from_the_real_site(tmp_path, private_tmp):
     """The guide's split tag list ("-t nginx, mail") on the real site.yml, tasks listed only so
     that nothing changes on this machine."""
     groups = ["docker_registry", "etcd", "postgres", "redis", "ldap", "mail", "backend", "proxy"]
-    groups += ["monitoring"]
     inventory = tmp_path / "hosts.yml"
     children = "".join(f"    {g}:\n      hosts:\n        localhost:\n" for g in groups)
     inventory.write_text(
@@ -433,7 +430,7 @@ def test_guide_tags_select_proxy_and_monitoring_from_the_real_site(tmp_path, pri
     summary = run_playbook(
         ROOT,
         inventory,
-        ["--list-tasks", "-t", "nginx,", "monitoring"],
+        ["--list-tasks", "-t", "nginx,", "mail"],
         secrets=[],
         log_path=tmp_path / "run.log",
         console=console,
@@ -442,11 +439,11 @@ def test_guide_tags_select_proxy_and_monitoring_from_the_real_site(tmp_path, pri
     assert summary.succeeded, summary.output_tail
     log = (tmp_path / "run.log").read_text()
     assert "proxy : Check the proxy settings" in log
-    assert "monitoring : Report that the monitoring role is a placeholder" in log
+    assert "mail : Check the mail settings" in log
     # Roles outside the tags list only their always-run argument validation.
     assert "ldap : Check the LDAP settings" not in log
-    assert "mail : Check the mail settings" not in log
-    assert "-t nginx,monitoring" in log.splitlines()[0]
+    assert "backend : Check the backend settings" not in log
+    assert "-t nginx,mail" in log.splitlines()[0]
     assert list(private_tmp.iterdir()) == []
 
 

@@ -597,6 +597,17 @@ def test_warnings_do_not_fail(valid_inventory, certs_root, capsys) -> None:
     assert "developer mode" in output
 
 
+def test_hosts_in_the_monitoring_group_get_a_warning(valid_inventory, certs_root, capsys) -> None:
+    write_case(
+        valid_inventory,
+        Case("mon", "", "", {"all/children/monitoring": {"hosts": {"host.example.com": None}}}),
+    )
+    code, output = validate(valid_inventory, certs_root, capsys)
+    assert code == 0
+    assert "all.children.monitoring" in output
+    assert "monitoring role is not part of this release" in output
+
+
 def test_missing_certificates_fail_validation(valid_inventory, tmp_path, capsys) -> None:
     code, output = validate(valid_inventory, tmp_path / "nothing-here", capsys)
     assert code == 2
