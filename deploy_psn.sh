@@ -51,7 +51,8 @@ ensure_venv
 globals=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --debug|--skip-checksum) globals+=("$1"); shift ;;
+    --debug|--skip-checksum|--root=*) globals+=("$1"); shift ;;
+    --root) globals+=("$1" "${2:-}"); shift 2 ;;
     *) break ;;
   esac
 done

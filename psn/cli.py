@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from psn import (
     dns,
     genpwd,
     images,
+    runner,
     status,
     validate,
     verify,
@@ -382,7 +384,36 @@ def _run(
         console=err,
         playbook=playbook,
         command_options=options,
+        passwords=_ask_passwords(args),
     )
+
+
+def _refuse_mistyped_command(inventory: Path) -> None:
+    """`deploy_psn.sh validat x.yml` reaches deploy with "validat" as the inventory: say so."""
+    if inventory.exists():
+        return
+    close = difflib.get_close_matches(str(inventory), sorted(cli.commands), n=1, cutoff=0.6)
+    if close:
+        raise InputError(
+            f"No such inventory or command: {inventory}",
+            [
+                Problem(
+                    f"`{inventory}` is neither an inventory file nor a command",
+                    fix=f"did you mean the command `{close[0]}`? (./deploy_psn.sh {close[0]} ...)",
+                    file=str(inventory),
+                )
+            ],
+        )
+
+
+def _ask_passwords(args: tuple[str, ...]) -> dict[str, str]:
+    """Ask for the passwords of -k/-K on the terminal (none without one: the run says why)."""
+    asked = runner.normalise_args(list(args)).asked_passwords
+    if not asked or not sys.stdin.isatty():
+        return {}
+    return {
+        option: click.prompt(runner.ASKED_PASSWORDS[option][0], hide_input=True) for option in asked
+    }
 
 
 @cli.command("deploy", context_settings=PASS_THROUGH)
@@ -399,6 +430,7 @@ def deploy_cmd(
     log_dir: Path | None,
 ) -> None:
     """Install onto the servers of INVENTORY; other arguments go to Ansible (-t proxy, ...)."""
+    _refuse_mistyped_command(inventory)
     _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/site.yml")
 
 

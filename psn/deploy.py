@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -45,9 +45,11 @@ def run_checked(
     playbook: str,
     extravars: dict[str, str] | None = None,
     command_options: Sequence[str] = (),
+    passwords: Mapping[str, str] | None = None,
 ) -> runner.RunSummary:
     """Check locally (warnings shown, errors raised as InputError), then run `playbook` with the
-    installer's own variables plus `extravars`; returns the run's summary, failed or not."""
+    installer's own variables plus `extravars`; returns the run's summary, failed or not.
+    `passwords` answer -k/-K (runner.run_playbook)."""
     inv, warnings = preflight(inventory, root, certs_root)
     render_problems(console, warnings)
     cert_dir = certs_root / default_domain(inv.external_domain)
@@ -66,6 +68,7 @@ def run_checked(
             **(extravars or {}),
         },
         command_options=command_options,
+        passwords=passwords,
     )
 
 
@@ -79,10 +82,12 @@ def deploy(
     console: Console,
     playbook: str = runner.SITE_PLAYBOOK,
     command_options: Sequence[str] = (),
+    passwords: Mapping[str, str] | None = None,
 ) -> runner.RunSummary:
     """Check locally, then run `playbook`; raises DeployError when the run failed.
 
-    `command_options` are this command's own options, repeated in the resume command.
+    `command_options` are this command's own options, repeated in the resume command;
+    `passwords` answer -k/-K.
     """
     summary = run_checked(
         root,
@@ -93,6 +98,7 @@ def deploy(
         console=console,
         playbook=playbook,
         command_options=command_options,
+        passwords=passwords,
     )
     runner.render_summary(summary, console)
     if not summary.succeeded:

@@ -32,7 +32,9 @@ CHUNK = 1024 * 1024  # the image archive is ~1.5 GB: never read a file at once
 _EXCLUDED_NAMES = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
 # Excluded at the top of the tree only: `images/dist/` holds the image archive we must ship.
 _EXCLUDED_AT_TOP = {"dist", "demo", MANIFEST}
-_KEPT_IN_CERTIFICATES = {"README.md", ".gitkeep"}
+# Operators' private files (keys, inventories full of passwords): only the placeholders ship.
+_PRIVATE_DIRS = {"certificates", "inventories"}
+_KEPT_IN_PRIVATE_DIRS = {"README.md", ".gitkeep"}
 _VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+~-]*")
 _GIT_LS_FILES = ("--cached", "--others", "--exclude-standard")
 _MANIFEST_LINE_RE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -186,9 +188,8 @@ def _excluded(parts: tuple[str, ...], is_dir: bool = False) -> bool:
         return True
     if not is_dir and (name.endswith(".pyc") or fnmatch(name, "deploy_psn_*.log")):
         return True
-    if parts[0] == "certificates":
-        # Operators put private keys here: ship only the placeholder files.
-        kept = len(parts) == 2 and not is_dir and name in _KEPT_IN_CERTIFICATES
+    if parts[0] in _PRIVATE_DIRS:
+        kept = len(parts) == 2 and not is_dir and name in _KEPT_IN_PRIVATE_DIRS
         return len(parts) > 1 and not kept
     return False
 

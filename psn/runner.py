@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -129,6 +129,10 @@ _VALUE_OPTIONS = {
     "--vault-pass-file": "--vault-password-file",
 }
 _FLAG_OPTIONS = {
+    "-k": "--ask-pass",
+    "--ask-pass": "--ask-pass",
+    "-K": "--ask-become-pass",
+    "--ask-become-pass": "--ask-become-pass",
     "-C": "--check",
     "--check": "--check",
     "-D": "--diff",
@@ -139,6 +143,11 @@ _FLAG_OPTIONS = {
     "--list-tags": "--list-tags",
     "--list-tasks": "--list-tasks",
     "--syntax-check": "--syntax-check",
+}
+# Options that make ansible-playbook prompt: what to ask the operator, and the prompt to answer.
+ASKED_PASSWORDS = {
+    "--ask-pass": ("SSH password", r"^SSH password:\s*?$"),
+    "--ask-become-pass": ("BECOME password (sudo)", r"^BECOME password.*:\s*?$"),
 }
 # Comma-separated lists that operators split with spaces: the guide itself writes `-t nginx, mail`.
 _LIST_OPTIONS = {"-t", "--skip-tags", "--limit"}
@@ -166,6 +175,12 @@ class AnsibleArgs:
         if self.verbosity:
             out.append("-" + "v" * self.verbosity)
         return out
+
+    @property
+    def asked_passwords(self) -> list[str]:
+        """The prompting options given (--ask-pass, --ask-become-pass), in ASKED_PASSWORDS order."""
+        given = {option for option, _ in self.options}
+        return [option for option in ASKED_PASSWORDS if option in given]
 
     @property
     def cmdline(self) -> str:
@@ -706,12 +721,15 @@ def run_playbook(
     playbook: str = SITE_PLAYBOOK,
     extravars: dict[str, Any] | None = None,
     command_options: Sequence[str] = (),
+    passwords: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Run `playbook` of the project in `root` against `inventory`; log masked output to `log_path`.
 
     `extravars` are the installer's own variables (never on a command line); `command_options`
-    the installer options to repeat in the resume command. Raises InputError for bad arguments
-    or a missing inventory, before anything runs; a failed run is reported in the summary.
+    the installer options to repeat in the resume command; `passwords` the answers to the
+    prompts of -k/-K (option → password, masked like the secrets). Raises InputError for bad
+    arguments, a missing inventory or an unanswered -k/-K, before anything runs; a failed run is
+    reported in the summary.
     """
     args = normalise_args(ansible_args)
     if not inventory.is_file():
@@ -719,8 +737,22 @@ def run_playbook(
             "Inventory not found",
             [Problem(message="The inventory file does not exist.", file=str(inventory))],
         )
+    passwords = passwords or {}
+    unanswered = [option for option in args.asked_passwords if not passwords.get(option)]
+    if unanswered:
+        raise InputError(
+            f"No password for {', '.join(unanswered)}",
+            [
+                Problem(
+                    message=f"{', '.join(unanswered)} asks for a password and none was given.",
+                    fix="run from a terminal (deploy_psn asks for it), or put it in the "
+                    "inventory (ansible_password / ansible_become_password, vault-encrypted)",
+                )
+            ],
+        )
+    prompts = {ASKED_PASSWORDS[o][1]: passwords[o] for o in args.asked_passwords}
     site = read_site(root)
-    mask = Masker(secrets)
+    mask = Masker([*secrets, *prompts.values()])
     collector = _Collector(site, mask)
     started = time.monotonic()
     with (
@@ -751,6 +783,7 @@ def run_playbook(
             envvars=ansible_environment(root),
             quiet=True,
             suppress_env_files=True,
+            passwords=prompts,
             event_handler=on_event,
             cancel_callback=cancel,
         )

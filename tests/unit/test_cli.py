@@ -35,6 +35,27 @@ def _local(inventory: Path) -> Path:
     return inventory
 
 
+def test_a_mistyped_command_is_named(capsys) -> None:
+    """`./deploy_psn.sh validat x.yml` reaches `deploy validat`: the command it resembles."""
+    assert run(["--skip-checksum", "deploy", "validat", "x.yml"]) == 2
+    output = capsys.readouterr().err
+    assert "did you mean the command `validate`?" in output
+    assert "Traceback" not in output
+
+
+def test_root_option_precedes_the_command(tmp_path: Path) -> None:
+    """`./deploy_psn.sh --root DIR validate ...`: --root is the option, not an inventory."""
+    result = subprocess.run(
+        [ROOT / "deploy_psn.sh", "--root", ROOT, "--skip-checksum", "validate", tmp_path / "n.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"no such file: {tmp_path / 'n.yml'}" in result.stderr
+    assert "--root" not in result.stderr
+
+
 def test_gen_self_signed_cert_script(tmp_path: Path, valid_inventory: Path) -> None:
     certs = tmp_path / "certs"
     result = subprocess.run(

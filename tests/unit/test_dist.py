@@ -26,6 +26,7 @@ SHIPPED = {
     "images/dist/images.tar": "not really an image archive\n",  # nested dist/ is shipped
     "certificates/README.md": "Put server.crt here.\n",
     "certificates/.gitkeep": "",
+    "inventories/README.md": "Your inventories.\n",
     "docs/dist/notes.md": "notes\n",
 }
 # Files that must never be shipped.
@@ -35,6 +36,8 @@ EXCLUDED = {
     "certificates/example.com/server.nopass.key": "PRIVATE KEY",
     "certificates/example.com/server.crt": "CERT",
     "certificates/ca.key": "PRIVATE KEY",
+    # An operator's inventory holds every password (untracked, not in .gitignore here).
+    "inventories/my-mail.yml": "passwords: {redis_user: secret}\n",
     ".venv/bin/python": "venv",
     "dist/PSN_0.9.tgz": "old archive",
     "demo/hosts.yml": "demo",

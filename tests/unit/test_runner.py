@@ -148,6 +148,14 @@ def test_supported_options_pass_through():
     assert args.cmdline.endswith("--start-at-task 'Deploy the stack' -vvv")
 
 
+def test_password_prompts_of_the_guide_are_accepted():
+    args = normalise_args(["-K", "-t", "ldap", "-k"])
+    assert args.to_list() == ["-t", "ldap", "--ask-become-pass", "--ask-pass"]
+    assert args.asked_passwords == ["--ask-pass", "--ask-become-pass"]
+    assert normalise_args(["--ask-pass"]).asked_passwords == ["--ask-pass"]
+    assert normalise_args(["--check"]).asked_passwords == []
+
+
 @pytest.mark.parametrize(
     ("given", "named"),
     [
@@ -343,6 +351,32 @@ def test_failed_run_is_logged_masked_and_summarised(tmp_path, private_tmp):
     assert "beta / Break on purpose failed on localhost" in shown
     assert "-t beta,gamma --limit localhost" in shown
     assert SECRET not in shown
+
+
+def test_ask_become_pass_is_answered_and_masked(tmp_path, private_tmp):
+    """-K: ansible-playbook's prompt gets the password given; it never reaches the log."""
+    project = tmp_path / "project"
+    project.mkdir()
+    inventory = _project(project)
+    log_path = tmp_path / "run.log"
+    console, _ = _console()
+    become = "Bec0me-pass!"
+    with pytest.raises(InputError, match="No password for --ask-become-pass"):
+        run_playbook(project, inventory, ["-K"], secrets=[], log_path=log_path, console=console)
+
+    summary = run_playbook(
+        project,
+        inventory,
+        ["-t", "alpha", "-K", "-e", f"shown={become}"],
+        secrets=[],
+        log_path=log_path,
+        console=console,
+        passwords={"--ask-become-pass": become},
+    )
+
+    assert summary.succeeded, summary.output_tail
+    assert [role.name for role in summary.roles] == ["alpha"]
+    assert become not in log_path.read_text()
 
 
 def test_error_outside_any_task_is_shown_from_the_output(tmp_path, private_tmp):
