@@ -31,7 +31,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from psn.errors import MASK, InputError, IntegrityError, Problem
+from psn import hostkeys
+from psn.errors import MASK, InputError, IntegrityError, Problem, PsnError
+from psn.inventory import load_inventory
 
 SITE_PLAYBOOK = "playbooks/site.yml"
 DEPLOY_COMMAND = "./deploy_psn.sh"
@@ -686,7 +688,8 @@ def ansible_environment(root: Path) -> dict[str, str]:
 
 
 def _strategy_environment() -> dict[str, str]:
-    """Mitogen's linear strategy, unless PSN_MITOGEN=0 or ANSIBLE_STRATEGY chooses another.
+    """Mitogen's linear strategy (as psn/ansible_strategy/psn_linear.py, which checks host keys as
+    Ansible's ssh does), unless PSN_MITOGEN=0 or ANSIBLE_STRATEGY chooses another.
 
     Mitogen keeps one Python interpreter per server for the whole run instead of starting one
     per task over SSH: a run with nothing to change takes a third of the time (docs/benchmarks.md).
@@ -706,8 +709,25 @@ def _strategy_environment() -> dict[str, str]:
                 )
             ],
         )
-    strategies = Path(spec.origin).parent / "plugins" / "strategy"
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
+    return {
+        "ANSIBLE_STRATEGY_PLUGINS": str(Path(__file__).parent / "ansible_strategy"),
+        "ANSIBLE_STRATEGY": "psn_linear",
+    }
+
+
+def _explain_host_key(failure: Failure, inventory: Path) -> Failure:
+    """An unreachable host whose SSH host key was refused: its fingerprints and the fix."""
+    if not failure.unreachable or not hostkeys.HOST_KEY_FAILURE.search(failure.message):
+        return failure
+    try:
+        host_vars = load_inventory(inventory).host_vars(failure.host)
+        port = int(host_vars.get("ansible_port") or 22)
+    except (PsnError, ValueError):
+        host_vars, port = {}, 22
+    address = str(host_vars.get("ansible_host") or failure.host)
+    return replace(
+        failure, message=f"{failure.message}\n{hostkeys.advice(failure.host, address, port)}"
+    )
 
 
 def run_playbook(
@@ -787,7 +807,7 @@ def run_playbook(
             event_handler=on_event,
             cancel_callback=cancel,
         )
-        failures = collector.final_failures()
+        failures = [_explain_host_key(f, inventory) for f in collector.final_failures()]
         # Without a failed task (Ctrl-C, a crash) the run resumes from the role it was in.
         stopped_in = {f.role for f in failures} or {collector.current}
         first_failed = next((r.name for r in site if r.name in stopped_in), None)

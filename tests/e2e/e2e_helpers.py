@@ -67,10 +67,15 @@ def write_inventory(path: Path, lab, edit: Callable[[Any], None] | None = None) 
 
 
 def deploy_psn(
-    command: str, inventory: Path, certs_root: Path, log_dir: Path, *args: str
+    command: str,
+    inventory: Path,
+    certs_root: Path,
+    log_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`./deploy_psn.sh <command> <inventory> --certs-dir --log-dir <args>` as an operator runs
-    it (no terminal, wide output); output captured."""
+    it (no terminal, wide output, `env` over this environment); output captured."""
     argv = [
         str(ROOT / "deploy_psn.sh"),
         "--skip-checksum",
@@ -82,9 +87,13 @@ def deploy_psn(
         str(log_dir),
         *args,
     ]
-    env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL
+        argv,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -493,9 +493,9 @@ def test_group_vars_version_is_the_installer_version():
 def test_runs_use_mitogens_strategy_unless_turned_off(tmp_path, monkeypatch):
     monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
     monkeypatch.delenv("PSN_MITOGEN", raising=False)
-    env = ansible_environment(tmp_path)
-    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    env = ansible_environment(ROOT)
+    assert env["ANSIBLE_STRATEGY"] == "psn_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "psn_linear.py").is_file()
 
     monkeypatch.setenv("PSN_MITOGEN", "0")
     assert "ANSIBLE_STRATEGY" not in ansible_environment(tmp_path)
