@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psn.inventory import Inventory, as_text
-from psn.names import SERVICE_PREFIXES, service_hostname
+from psn.names import SERVICE_PREFIXES, UNSERVED_PREFIXES, service_hostname
 
 # Published mail protocols run on the mail hosts (ports in `mode: host`), not behind the web proxy.
 MAIL_PREFIXES = frozenset({"imap", "smtp"})
@@ -62,7 +62,7 @@ def dns_records(inv: Inventory) -> list[Record]:
     domain, module = inv.external_domain, inv.domain_module
     proxies, mail_hosts = list(inv.hosts("proxy")), list(inv.hosts("mail"))
     records = _address_records(inv, domain, proxies)
-    for prefix in SERVICE_PREFIXES:
+    for prefix in (p for p in SERVICE_PREFIXES if p not in UNSERVED_PREFIXES):
         hosts = mail_hosts if prefix in MAIL_PREFIXES else proxies
         records += _address_records(inv, service_hostname(prefix, domain, module), hosts)
     smtp = service_hostname("smtp", domain, module)
@@ -130,6 +130,7 @@ def render_zone(inv: Inventory, cert_dir: Path | None = None) -> str:
     lines = [
         f"; DNS records for {inv.external_domain} (PSN, install guide §4.2.6)",
         "; Web names point at the proxy hosts; imap and smtp at the mail hosts.",
+        f"; {' and '.join(UNSERVED_PREFIXES)}: not served by this release, no record needed.",
         "$TTL 3600",
     ]
     for r in records:

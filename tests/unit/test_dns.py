@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from psn.cli import run
+from psn.dns import MAIL_PREFIXES
 from psn.inventory import yaml_round_trip
+from psn.names import SERVICE_PREFIXES, UNSERVED_PREFIXES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +40,20 @@ def _records(zone: str) -> set[tuple[str, ...]]:
 
 def test_every_prefix_points_at_the_proxies_or_mail_hosts(tmp_path: Path, capsys) -> None:
     records = _records(_zone(tmp_path, capsys))
-    for prefix in ("admin", "autoconfig", "cab", "mail", "psnapi", "pbn"):
+    for prefix in ("admin", "autoconfig", "mail", "psnapi"):
         assert (f"{prefix}-test.example.com.", "IN", "A", "192.0.2.1") in records
         assert (f"{prefix}-test.example.com.", "IN", "A", "192.0.2.2") in records
     for prefix in ("imap", "smtp"):
         assert (f"{prefix}-test.example.com.", "IN", "A", "198.51.100.7") in records
+    # cab. and pbn. answer the proxy's 404: no record offers them.
+    assert not [r for r in records if r[0].startswith(("cab-", "pbn-"))]
+
+
+def test_unserved_prefixes_are_those_without_a_route() -> None:
+    """The proxy routes every prefix the zone offers (mail protocols go to the mail hosts)."""
+    routes = yaml.safe_load((ROOT / "roles/proxy/defaults/main.yml").read_text())["proxy__routes"]
+    served = set(routes) | MAIL_PREFIXES
+    assert set(UNSERVED_PREFIXES) == set(SERVICE_PREFIXES) - served
 
 
 def test_srv_mx_spf_dmarc(tmp_path: Path, capsys) -> None:
