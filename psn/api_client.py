@@ -16,9 +16,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from psn.errors import ApiError, InputError, Problem
 from psn.inventory import as_text
 from psn.names import default_domain, service_hostname
+from psn.pinned import API_ADMIN as ADMIN_USER
+from psn.pinned import PinnedHTTPS
 from psn.validate import load_inventory
-from psn.verify import API_ADMIN as ADMIN_USER
-from psn.verify import PinnedHTTPS
 
 TIMEOUT = 30
 PREFIX = "/api/v1"

@@ -16,7 +16,6 @@ import http.client
 import imaplib
 import json
 import smtplib
-import socket
 import ssl
 import time
 import uuid
@@ -33,8 +32,8 @@ from psn import dns, status
 from psn.errors import DegradedError, InputError, Problem
 from psn.inventory import Inventory, as_text, load_inventory
 from psn.names import default_domain, service_hostname, service_hostnames
+from psn.pinned import API_ADMIN, PinnedHTTPS, PinnedIMAP, PinnedSMTP, tls_context
 
-TIMEOUT = 30
 DELIVERY_WAIT = 90  # seconds a test mail may take to reach the mailbox
 LOGIN_WAIT = 90  # seconds SOGo may take to answer a login after a (re)start
 # The antivirus and antispam industry's harmless test strings (https://www.eicar.org, Spamassassin).
@@ -44,7 +43,6 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 SETTING = "SOGoDayStartTime"
 # SOGo answers other clients with a "browser not supported" page.
 # Login name of the API's global administrator (roles/backend backend__psnapi_admin_name).
-API_ADMIN = "psnapi"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 psn-verify"
 
 
@@ -90,15 +88,6 @@ def _host_address(inv: Inventory, group: str) -> str:
     return as_text(inv.host_vars(host).get("ansible_host")) or host
 
 
-def tls_context(cert_dir: Path) -> ssl.SSLContext:
-    """The system's trust store plus the installation's `ca.crt` (self-signed or private CA)."""
-    context = ssl.create_default_context()
-    ca = cert_dir / "ca.crt"
-    if ca.is_file():
-        context.load_verify_locations(cafile=ca)
-    return context
-
-
 def target_of(inv: Inventory, certs_root: Path) -> Target:
     """Addresses, names, the admin account and the trust of an inventory."""
     domain, module = inv.external_domain, inv.domain_module
@@ -123,50 +112,6 @@ def target_of(inv: Inventory, certs_root: Path) -> Target:
         api_password=as_text(inv.var("passwords", "psnapi_admin_user")),
         hosts=service_hostnames(domain, module),
     )
-
-
-# Clients that connect to an address but speak TLS (SNI, certificate check) for a host name, as a
-# client would once the DNS records of `deploy_psn dns` are published.
-
-
-class PinnedHTTPS(http.client.HTTPSConnection):
-    """HTTPS to `name` at `address` (empty: `name` resolved as usual)."""
-
-    def __init__(
-        self,
-        name: str,
-        address: str,
-        context: ssl.SSLContext,
-        port: int = 443,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(name, port, context=context, timeout=timeout or TIMEOUT)
-        self._address = address
-
-    def connect(self) -> None:
-        if not self._address:
-            return super().connect()
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
-class PinnedSMTP(smtplib.SMTP):
-    def __init__(self, name: str, address: str, port: int) -> None:
-        self._address = address
-        super().__init__(name, port, timeout=TIMEOUT, local_hostname="psn-verify.invalid")
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return socket.create_connection((self._address, port), timeout)
-
-
-class PinnedIMAP(imaplib.IMAP4_SSL):
-    def __init__(self, name: str, address: str, context: ssl.SSLContext) -> None:
-        self._address = address
-        super().__init__(name, 993, ssl_context=context, timeout=TIMEOUT)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
 @dataclass

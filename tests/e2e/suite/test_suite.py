@@ -31,7 +31,7 @@ from e2e_helpers import (
     updated_at,
 )
 
-from psn.verify import PinnedHTTPS, PinnedIMAP, PinnedSMTP
+from psn.pinned import PinnedHTTPS, PinnedIMAP, PinnedSMTP
 
 pytestmark = pytest.mark.e2e
 
