@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from psn import (
     __version__,
+    ansible_args,
     certs,
     demo,
     deploy,
@@ -19,7 +20,6 @@ from psn import (
     dns,
     genpwd,
     images,
-    runner,
     status,
     validate,
     verify,
@@ -408,11 +408,12 @@ def _refuse_mistyped_command(inventory: Path) -> None:
 
 def _ask_passwords(args: tuple[str, ...]) -> dict[str, str]:
     """Ask for the passwords of -k/-K on the terminal (none without one: the run says why)."""
-    asked = runner.normalise_args(list(args)).asked_passwords
+    asked = ansible_args.normalise_args(list(args)).asked_passwords
     if not asked or not sys.stdin.isatty():
         return {}
     return {
-        option: click.prompt(runner.ASKED_PASSWORDS[option][0], hide_input=True) for option in asked
+        option: click.prompt(ansible_args.ASKED_PASSWORDS[option][0], hide_input=True)
+        for option in asked
     }
 
 

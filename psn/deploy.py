@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from psn import __version__, runner
+from psn import __version__, run_display, run_events, runner, site
 from psn.console import render_problems, summary_line
 from psn.errors import DeployError, InputError, Problem
 from psn.inventory import Inventory
@@ -46,7 +46,7 @@ def run_checked(
     extravars: dict[str, str] | None = None,
     command_options: Sequence[str] = (),
     passwords: Mapping[str, str] | None = None,
-) -> runner.RunSummary:
+) -> run_events.RunSummary:
     """Check locally (warnings shown, errors raised as InputError), then run `playbook` with the
     installer's own variables plus `extravars`; returns the run's summary, failed or not.
     `passwords` answer -k/-K (runner.run_playbook)."""
@@ -80,10 +80,10 @@ def deploy(
     certs_root: Path,
     log_dir: Path,
     console: Console,
-    playbook: str = runner.SITE_PLAYBOOK,
+    playbook: str = site.SITE_PLAYBOOK,
     command_options: Sequence[str] = (),
     passwords: Mapping[str, str] | None = None,
-) -> runner.RunSummary:
+) -> run_events.RunSummary:
     """Check locally, then run `playbook`; raises DeployError when the run failed.
 
     `command_options` are this command's own options, repeated in the resume command;
@@ -100,7 +100,7 @@ def deploy(
         command_options=command_options,
         passwords=passwords,
     )
-    runner.render_summary(summary, console)
+    run_display.render_summary(summary, console)
     if not summary.succeeded:
         raise DeployError(f"Run {summary.status}; full log: {summary.log_path}")
     return summary

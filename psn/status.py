@@ -18,7 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from psn import runner
+from psn import run_display
 from psn.deploy import run_checked
 from psn.errors import DegradedError, DeployError
 
@@ -134,7 +134,7 @@ def collect(
             extravars={"psn_status_file": str(report_path)},
         )
         if not summary.succeeded or not report_path.is_file():
-            runner.render_summary(summary, console)
+            run_display.render_summary(summary, console)
             raise DeployError(f"Could not read the state of the servers; log: {summary.log_path}")
         report = json.loads(report_path.read_text("utf-8"))
     return evaluate(report)

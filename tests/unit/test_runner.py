@@ -16,19 +16,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from psn.ansible_args import AnsibleArgs, normalise_args, resume_args
 from psn.errors import InputError, IntegrityError
-from psn.runner import (
-    AnsibleArgs,
-    Masker,
-    SiteRole,
-    ansible_environment,
-    normalise_args,
-    read_site,
-    render_summary,
-    resume_args,
-    role_order,
-    run_playbook,
-)
+from psn.run_display import render_summary
+from psn.runner import Masker, ansible_environment, run_playbook
+from psn.site import SiteRole, read_site, role_order
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Sup3r-s3cret!"
