@@ -29,7 +29,7 @@ from ldap3.core.exceptions import (
 from psnweb.api.auth import Authenticator
 from psnweb.api.directory import Directory
 from psnweb.api.errors import ApiError
-from psnweb.api.routes import auth_router, router
+from psnweb.api.routes import auth_router, routers
 from psnweb.api.settings import Settings
 
 PREFIX = "/api/v1"
@@ -110,7 +110,8 @@ def create_app(config: dict[str, Any]) -> FastAPI:
     app.state.auth = Authenticator(settings, directory)
     _install_error_handlers(app)
     app.include_router(auth_router, prefix=PREFIX)
-    app.include_router(router, prefix=PREFIX)
+    for router in routers:
+        app.include_router(router, prefix=PREFIX)
 
     @app.get("/health", include_in_schema=False)
     def health() -> JSONResponse:
