@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -365,27 +367,39 @@ log_dir_option = click.option(
 )
 
 
-def _run(
-    state: State,
-    inventory: Path,
-    args: tuple[str, ...],
-    certs_dir: Path | None,
-    log_dir: Path | None,
-    playbook: str,
-) -> None:
-    options = [*(["--certs-dir", str(certs_dir)] if certs_dir else [])]
-    options += ["--log-dir", str(log_dir)] if log_dir else []
-    deploy.deploy(
-        state.root,
-        inventory,
-        list(args),
-        certs_root=state.certs_root(certs_dir),
-        log_dir=log_dir or state.root,
-        console=err,
-        playbook=playbook,
-        command_options=options,
-        passwords=_ask_passwords(args),
-    )
+def server_command(name: str) -> Callable[[Callable[[deploy.Servers, list[str]], None]], Any]:
+    """A command over the servers of INVENTORY: Ansible arguments after it, --certs-dir and
+    --log-dir. The function gets the Servers and the options a resume command repeats."""
+
+    def decorate(func: Callable[[deploy.Servers, list[str]], None]) -> Any:
+        @cli.command(name, context_settings=PASS_THROUGH, help=func.__doc__)
+        @inventory_argument
+        @ansible_args_argument
+        @certs_dir_option
+        @log_dir_option
+        @pass_state
+        def command(
+            state: State,
+            inventory: Path,
+            ansible_args: tuple[str, ...],
+            certs_dir: Path | None,
+            log_dir: Path | None,
+        ) -> None:
+            options = [*(["--certs-dir", str(certs_dir)] if certs_dir else [])]
+            options += ["--log-dir", str(log_dir)] if log_dir else []
+            servers = deploy.Servers(
+                state.root,
+                inventory,
+                list(ansible_args),
+                state.certs_root(certs_dir),
+                log_dir or state.root,
+                err,
+            )
+            func(servers, options)
+
+        return command
+
+    return decorate
 
 
 def _refuse_mistyped_command(inventory: Path) -> None:
@@ -406,9 +420,9 @@ def _refuse_mistyped_command(inventory: Path) -> None:
         )
 
 
-def _ask_passwords(args: tuple[str, ...]) -> dict[str, str]:
+def _ask_passwords(args: list[str]) -> dict[str, str]:
     """Ask for the passwords of -k/-K on the terminal (none without one: the run says why)."""
-    asked = ansible_args.normalise_args(list(args)).asked_passwords
+    asked = ansible_args.normalise_args(args).asked_passwords
     if not asked or not sys.stdin.isatty():
         return {}
     return {
@@ -417,90 +431,36 @@ def _ask_passwords(args: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-@cli.command("deploy", context_settings=PASS_THROUGH)
-@inventory_argument
-@ansible_args_argument
-@certs_dir_option
-@log_dir_option
-@pass_state
-def deploy_cmd(
-    state: State,
-    inventory: Path,
-    ansible_args: tuple[str, ...],
-    certs_dir: Path | None,
-    log_dir: Path | None,
-) -> None:
+@server_command("deploy")
+def deploy_cmd(servers: deploy.Servers, options: list[str]) -> None:
     """Install onto the servers of INVENTORY; other arguments go to Ansible (-t proxy, ...)."""
-    _refuse_mistyped_command(inventory)
-    _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/site.yml")
+    _refuse_mistyped_command(servers.inventory)
+    passwords = _ask_passwords(servers.ansible_args)
+    deploy.deploy(servers, command_options=options, passwords=passwords)
 
 
-@cli.command("precheck", context_settings=PASS_THROUGH)
-@inventory_argument
-@ansible_args_argument
-@certs_dir_option
-@log_dir_option
-@pass_state
-def precheck_cmd(
-    state: State,
-    inventory: Path,
-    ansible_args: tuple[str, ...],
-    certs_dir: Path | None,
-    log_dir: Path | None,
-) -> None:
+@server_command("precheck")
+def precheck_cmd(servers: deploy.Servers, options: list[str]) -> None:
     """Check every server of INVENTORY (OS, hardware, ports, clock, names); changes nothing."""
-    _run(state, inventory, ansible_args, certs_dir, log_dir, "playbooks/precheck.yml")
-
-
-@cli.command("status", context_settings=PASS_THROUGH)
-@inventory_argument
-@ansible_args_argument
-@certs_dir_option
-@log_dir_option
-@pass_state
-def status_cmd(
-    state: State,
-    inventory: Path,
-    ansible_args: tuple[str, ...],
-    certs_dir: Path | None,
-    log_dir: Path | None,
-) -> None:
-    """Every deployed service of INVENTORY: replicas and health; exit 6 when degraded."""
-    statuses = status.collect(
-        state.root,
-        inventory,
-        list(ansible_args),
-        certs_root=state.certs_root(certs_dir),
-        log_dir=log_dir or state.root,
-        console=err,
+    passwords = _ask_passwords(servers.ansible_args)
+    deploy.deploy(
+        servers, playbook="playbooks/precheck.yml", command_options=options, passwords=passwords
     )
+
+
+@server_command("status")
+def status_cmd(servers: deploy.Servers, _options: list[str]) -> None:
+    """Every deployed service of INVENTORY: replicas and health; exit 6 when degraded."""
+    statuses = status.collect(servers)
     status.render(statuses, out)
     status.verdict(statuses)
     out.print(f"[green]✓ all {len(statuses)} services run every replica[/]")
 
 
-@cli.command("verify", context_settings=PASS_THROUGH)
-@inventory_argument
-@ansible_args_argument
-@certs_dir_option
-@log_dir_option
-@pass_state
-def verify_cmd(
-    state: State,
-    inventory: Path,
-    ansible_args: tuple[str, ...],
-    certs_dir: Path | None,
-    log_dir: Path | None,
-) -> None:
+@server_command("verify")
+def verify_cmd(servers: deploy.Servers, _options: list[str]) -> None:
     """The guide's acceptance check (§4.3.2) as a client runs it; exit 6 on any failed check."""
-    results = verify.verify(
-        state.root,
-        inventory,
-        list(ansible_args),
-        certs_root=state.certs_root(certs_dir),
-        log_dir=log_dir or state.root,
-        console=err,
-    )
+    results = verify.verify(servers)
     verify.render(results, out)
     verify.verdict(results)
     out.print(f"[green]✓ all {len(results)} checks passed[/]")

@@ -103,19 +103,13 @@ def demo_up(root: Path, console: Console) -> None:
     console.print(f"[bold]Demo server:[/] {DEMO_HOST} at {server.address}; inventory {inventory}")
     console.print(render_zone(inv, cert_dir), markup=False, highlight=False)
     # One small machine holds every role: below the guide's production minimums by design.
-    deploy.deploy(
-        root,
-        inventory,
-        [
-            *("-e", "precheck__hardware=warn"),
-            *("-e", f"mail__clamav_databases_dir={root / DEMO_CLAMAV_DB}"),
-        ],
-        certs_root=certs_root,
-        log_dir=demo_dir(root),
-        console=console,
-    )
+    args = [
+        *("-e", "precheck__hardware=warn"),
+        *("-e", f"mail__clamav_databases_dir={root / DEMO_CLAMAV_DB}"),
+    ]
+    deploy.deploy(deploy.Servers(root, inventory, args, certs_root, demo_dir(root), console))
     results = verify.verify(
-        root, inventory, [], certs_root=certs_root, log_dir=demo_dir(root), console=console
+        deploy.Servers(root, inventory, [], certs_root, demo_dir(root), console)
     )
     verify.render(results, console)
     names = " ".join(certificate_names(inv.external_domain, inv.domain_module))

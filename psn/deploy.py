@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,14 +35,22 @@ def preflight(inventory: Path, root: Path, certs_root: Path) -> tuple[Inventory,
     return inv, problems
 
 
+@dataclass(frozen=True)
+class Servers:
+    """What every command over an inventory's servers works with: the installer, the inventory,
+    the operator's Ansible arguments, the certificates, where the log goes, and the console."""
+
+    root: Path
+    inventory: Path
+    ansible_args: list[str]
+    certs_root: Path
+    log_dir: Path
+    console: Console
+
+
 def run_checked(
-    root: Path,
-    inventory: Path,
-    ansible_args: list[str],
+    servers: Servers,
     *,
-    certs_root: Path,
-    log_dir: Path,
-    console: Console,
     playbook: str,
     extravars: dict[str, str] | None = None,
     command_options: Sequence[str] = (),
@@ -49,17 +58,18 @@ def run_checked(
 ) -> run_events.RunSummary:
     """Check locally (warnings shown, errors raised as InputError), then run `playbook` with the
     installer's own variables plus `extravars`; returns the run's summary, failed or not.
+    `command_options` are the command's own options, repeated in the resume command;
     `passwords` answer -k/-K (runner.run_playbook)."""
-    inv, warnings = preflight(inventory, root, certs_root)
-    render_problems(console, warnings)
-    cert_dir = certs_root / default_domain(inv.external_domain)
+    inv, warnings = preflight(servers.inventory, servers.root, servers.certs_root)
+    render_problems(servers.console, warnings)
+    cert_dir = servers.certs_root / default_domain(inv.external_domain)
     return runner.run_playbook(
-        root,
-        inventory,
-        ansible_args,
+        servers.root,
+        servers.inventory,
+        servers.ansible_args,
         secrets=inv.secret_values(),
-        log_path=log_path_for(log_dir),
-        console=console,
+        log_path=log_path_for(servers.log_dir),
+        console=servers.console,
         playbook=playbook,
         # The installer's own facts; image tags follow the installer's version.
         extravars={
@@ -73,34 +83,17 @@ def run_checked(
 
 
 def deploy(
-    root: Path,
-    inventory: Path,
-    ansible_args: list[str],
+    servers: Servers,
     *,
-    certs_root: Path,
-    log_dir: Path,
-    console: Console,
     playbook: str = site.SITE_PLAYBOOK,
     command_options: Sequence[str] = (),
     passwords: Mapping[str, str] | None = None,
 ) -> run_events.RunSummary:
-    """Check locally, then run `playbook`; raises DeployError when the run failed.
-
-    `command_options` are this command's own options, repeated in the resume command;
-    `passwords` answer -k/-K.
-    """
+    """Check locally, then run `playbook` (run_checked); raises DeployError when the run failed."""
     summary = run_checked(
-        root,
-        inventory,
-        ansible_args,
-        certs_root=certs_root,
-        log_dir=log_dir,
-        console=console,
-        playbook=playbook,
-        command_options=command_options,
-        passwords=passwords,
+        servers, playbook=playbook, command_options=command_options, passwords=passwords
     )
-    run_display.render_summary(summary, console)
+    run_display.render_summary(summary, servers.console)
     if not summary.succeeded:
         raise DeployError(f"Run {summary.status}; full log: {summary.log_path}")
     return summary

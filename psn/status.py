@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from psn import run_display
-from psn.deploy import run_checked
+from psn.deploy import Servers, run_checked
 from psn.errors import DegradedError, DeployError
 
 STATUS_PLAYBOOK = "playbooks/status.yml"
@@ -107,15 +107,7 @@ def evaluate(report: Mapping[str, Any]) -> list[ServiceStatus]:
     return statuses
 
 
-def collect(
-    root: Path,
-    inventory: Path,
-    ansible_args: list[str],
-    *,
-    certs_root: Path,
-    log_dir: Path,
-    console: Console,
-) -> list[ServiceStatus]:
+def collect(servers: Servers) -> list[ServiceStatus]:
     """Run the read-only status playbook against the inventory's servers and judge the result.
 
     Raises InputError for a bad inventory (nothing runs) and DeployError when the servers could
@@ -124,17 +116,10 @@ def collect(
     with tempfile.TemporaryDirectory(prefix="psn-status-") as tmp:
         report_path = Path(tmp) / "status.json"
         summary = run_checked(
-            root,
-            inventory,
-            ansible_args,
-            certs_root=certs_root,
-            log_dir=log_dir,
-            console=console,
-            playbook=STATUS_PLAYBOOK,
-            extravars={"psn_status_file": str(report_path)},
+            servers, playbook=STATUS_PLAYBOOK, extravars={"psn_status_file": str(report_path)}
         )
         if not summary.succeeded or not report_path.is_file():
-            run_display.render_summary(summary, console)
+            run_display.render_summary(summary, servers.console)
             raise DeployError(f"Could not read the state of the servers; log: {summary.log_path}")
         report = json.loads(report_path.read_text("utf-8"))
     return evaluate(report)

@@ -29,6 +29,7 @@ import dkim
 from rich.console import Console
 
 from psn import dns, status
+from psn.deploy import Servers
 from psn.errors import DegradedError, InputError, Problem
 from psn.inventory import Inventory, as_text, load_inventory
 from psn.names import default_domain, service_hostname, service_hostnames
@@ -435,20 +436,10 @@ def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
     return results
 
 
-def verify(
-    root: Path,
-    inventory: Path,
-    ansible_args: list[str],
-    *,
-    certs_root: Path,
-    log_dir: Path,
-    console: Console,
-) -> list[Result]:
+def verify(servers: Servers) -> list[Result]:
     """The state of the services (the status playbook), then the client checks."""
-    services = status.collect(
-        root, inventory, ansible_args, certs_root=certs_root, log_dir=log_dir, console=console
-    )
-    return run_checks(target_of(load_inventory(inventory), certs_root), services)
+    services = status.collect(servers)
+    return run_checks(target_of(load_inventory(servers.inventory), servers.certs_root), services)
 
 
 def render(results: list[Result], console: Console) -> None:
