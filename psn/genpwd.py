@@ -34,6 +34,11 @@ def random_secret(length: int) -> str:
             return value
 
 
+# The monitoring access of the guide's inventory: filled when the inventory has the key, never
+# added (the monitoring role is not part of this release).
+OPTIONAL_KEYS = frozenset({"mon_user", "mon_user_hash"})
+
+
 def _section_keys(section: str) -> list[str]:
     vars_schema = inventory_schema()["properties"]["all"]["properties"]["vars"]
     return list(vars_schema["properties"][section]["properties"])
@@ -86,11 +91,13 @@ def fill_secrets(path: Path) -> list[str]:
                 ],
             )
         for key in keys:
+            if key in OPTIONAL_KEYS and key not in mapping:
+                continue
             if key != "mon_user_hash" and not as_text(mapping.get(key)):
                 _fill(mapping, key, random_secret(length))
                 filled.append(f"{section}.{key}")
     passwords = variables["passwords"]
-    if not as_text(passwords.get("mon_user_hash")):
+    if "mon_user" in passwords and not as_text(passwords.get("mon_user_hash")):
         _fill(passwords, "mon_user_hash", apr_md5_crypt.hash(as_text(passwords["mon_user"])))
         filled.append("passwords.mon_user_hash")
     setup = variables.get("setup")

@@ -84,3 +84,16 @@ def test_cli_reports_names_not_values(tmp_path: Path, capsys) -> None:
     output = capsys.readouterr().err
     assert "passwords.redis_user" in output
     assert load_inventory(path).var("passwords", "redis_user") not in output
+
+
+def test_monitoring_access_is_optional(valid_inventory: Path, certs_root: Path, capsys) -> None:
+    """Without passwords.mon_user/mon_user_hash (no monitoring role yet) genpwd adds neither and
+    validate accepts the inventory."""
+    text = valid_inventory.read_text()
+    kept = [line for line in text.splitlines() if "mon_user" not in line]
+    valid_inventory.write_text("\n".join(kept) + "\n")
+    assert "mon_user" not in " ".join(fill_secrets(valid_inventory))
+    assert "mon_user" not in valid_inventory.read_text()
+    args = ["--skip-checksum", "validate", str(valid_inventory), "--certs-dir", str(certs_root)]
+    code = run(args)
+    assert code == 0, capsys.readouterr().err
