@@ -26,6 +26,7 @@ from e2e_helpers import (
     DOMAIN,
     ROOT,
     deploy_psn,
+    newest_log,
     print_summary,
     recap,
     updated_at,
@@ -173,3 +174,20 @@ def test_second_run_restarts_nothing(suite):
     assert recap(suite.workdir / "run2").get("changed") == 0, res.stdout
     assert updated_at(suite.lab) == before
     assert suite.lab.ssh(suite.server, key) == dkim_key
+
+
+def test_check_diff_plans_exactly_the_services_a_change_updates(suite):
+    """`--check --diff -t mail` with a changed mail__ value: the plan names exactly Dovecot,
+    shows its changed definition, and nothing changes on the server."""
+    before = updated_at(suite.lab)
+    stack_file = "sha256sum /opt/poseidon/psn-mail-stack.yml"
+    file_before = suite.lab.ssh(suite.server, stack_file)
+    res = suite.deploy("plan", "-t", "mail", "--check", "--diff", "-e", "mail__dovecot_memory_limit=600M")
+    assert res.returncode == 0, res.stdout + res.stderr
+    planned = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("  update ")]
+    assert planned == ["psn-mail_dovecot"], res.stderr
+    assert "Services a run would change (--check: nothing was changed)" in res.stderr
+    log = newest_log(suite.workdir / "plan")
+    assert "+++ after: psn-mail_dovecot (wanted)" in log and "+      memory: 600M" in log
+    assert updated_at(suite.lab) == before
+    assert suite.lab.ssh(suite.server, stack_file) == file_before
