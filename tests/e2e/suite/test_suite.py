@@ -182,7 +182,8 @@ def test_check_diff_plans_exactly_the_services_a_change_updates(suite):
     before = updated_at(suite.lab)
     stack_file = "sha256sum /opt/poseidon/psn-mail-stack.yml"
     file_before = suite.lab.ssh(suite.server, stack_file)
-    res = suite.deploy("plan", "-t", "mail", "--check", "--diff", "-e", "mail__dovecot_memory_limit=600M")
+    change = "mail__dovecot_memory_limit=600M"
+    res = suite.deploy("plan", "-t", "mail", "--check", "--diff", "-e", change)
     assert res.returncode == 0, res.stdout + res.stderr
     planned = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("  update ")]
     assert planned == ["psn-mail_dovecot"], res.stderr
