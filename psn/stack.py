@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from psn.errors import InputError, Problem
+from psn.errors import Problem
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -65,10 +65,6 @@ SPEC_LABEL = "io.psn.spec-hash"
 CONFIG_LABEL = "io.psn.config-hash"
 # The label that pins a service with `host` to its node (set by the swarm role on every node).
 HOST_LABEL = "psn-host"
-
-
-class StackMapError(InputError):
-    """A role's service map or secrets are wrong: a defect of the role or its variables."""
 
 
 @dataclass(frozen=True)
@@ -416,9 +412,3 @@ def service_diffs(
         for full in planned.remove
     ]
     return diffs
-
-
-def raise_on_problems(problems: list[Problem], stack: str) -> None:
-    """Raise StackMapError carrying every problem, if any."""
-    if problems:
-        raise StackMapError(f"stack psn-{stack}: invalid service map", problems)

@@ -129,14 +129,6 @@ def test_empty_secrets_are_named_without_their_values():
     assert "genpwd" in problems[0].fix
 
 
-def test_raise_on_problems_carries_every_problem():
-    problems = stack.check_service_map("Bad", {}, {}, {}, GROUPS)
-    with pytest.raises(stack.StackMapError) as err:
-        stack.raise_on_problems(problems, "Bad")
-    assert len(err.value.problems) == 2
-    stack.raise_on_problems([], "mail")
-
-
 # --- names and hashes -----------------------------------------------------------------------------
 
 
