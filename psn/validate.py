@@ -31,6 +31,7 @@ from psn.inventory import (
     to_bool,
 )
 from psn.names import certificate_names, default_domain, is_valid_hostname, service_hostnames
+from psn.topology import HOST_COUNTS, count_problems
 
 # Guide Table 6: "letters, digits and the special characters & ! % ($ is not allowed)".
 PASSWORD_CHARS = re.compile(r"^[A-Za-z0-9&!%]+$")
@@ -224,7 +225,7 @@ def _schema_problems(inv: Inventory) -> Iterator[Problem]:
 
 
 def check_groups(inv: Inventory, _root: Path) -> Iterator[Problem]:
-    """Required groups have hosts; the guide's limits on registry, ldap and etcd counts."""
+    """Required groups have hosts, and each group the host count this release deploys."""
     for group in REQUIRED_HOST_GROUPS:
         if inv.has_group(group) and not inv.hosts(group):
             yield _problem(
@@ -252,32 +253,14 @@ def check_groups(inv: Inventory, _root: Path) -> Iterator[Problem]:
                 value=", ".join(inv.hosts(group)),
                 severity="warning",
             )
-    registries = inv.hosts("docker_registry")
-    if len(registries) > 1:
+    found = {group: list(inv.hosts(group)) for group in HOST_COUNTS}
+    for problem in count_problems(found):
         yield _problem(
             inv,
-            (*inv.group_path("docker_registry"), "hosts"),
-            f"docker_registry has {len(registries)} hosts; it cannot be clustered",
-            "keep exactly one host under docker_registry",
-            value=", ".join(registries),
-        )
-    ldap = inv.hosts("ldap")
-    if len(ldap) > 2:
-        yield _problem(
-            inv,
-            (*inv.group_path("ldap"), "hosts"),
-            f"ldap has {len(ldap)} hosts; at most two are supported (multi-master pair)",
-            "keep one or two hosts under ldap",
-            value=", ".join(ldap),
-        )
-    etcd = inv.hosts("etcd")
-    if etcd and len(etcd) % 2 == 0:
-        yield _problem(
-            inv,
-            (*inv.group_path("etcd"), "hosts"),
-            f"etcd has {len(etcd)} hosts; an even count cannot keep a quorum when one fails",
-            "use 1, 3 or 5 etcd hosts",
-            value=", ".join(etcd),
+            (*inv.group_path(problem.group), "hosts"),
+            problem.message,
+            problem.fix,
+            value=", ".join(problem.hosts),
         )
 
 

@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _inventory(tmp_path: Path, module: str = "{service}-{domain}") -> Path:
     yaml = yaml_round_trip()
-    doc = yaml.load((ROOT / "inventory" / "examples" / "cluster.yml").read_text())
+    doc = yaml.load((ROOT / "inventory" / "hosts.yml").read_text())
     doc["all"]["vars"]["setup"]["external_domain"] = "test.example.com"
     doc["all"]["vars"]["setup"]["domain_module"] = module
     proxy = doc["all"]["children"]["frontend"]["children"]["proxy"]["hosts"]
+    proxy.clear()
     proxy["psn1.example.com"] = {"ansible_host": "192.0.2.1"}
     proxy["psn2.example.com"] = {"ansible_host": "192.0.2.2"}
     doc["all"]["children"]["mail"]["hosts"] = {"198.51.100.7": None}

@@ -3,6 +3,7 @@ path and a readable message; plus what must pass."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 
 from psn.cli import run
 from psn.genpwd import fill_secrets
-from psn.inventory import yaml_round_trip
+from psn.inventory import load_inventory, yaml_round_trip
+from psn.topology import HOST_COUNTS
 
 D = "all/children/db/children"
 ETCD_HOST = f"{D}/etcd/hosts/host.example.com"
@@ -90,19 +92,19 @@ CORPUS = [
     Case(
         "registry-two-hosts",
         "all.children.infra.children.docker_registry.hosts",
-        "cannot be clustered",
+        "group `docker_registry` has 2 hosts; allowed: 1",
         {"all/children/infra/children/docker_registry/hosts/host2.example.com": NULL},
     ),
     Case(
         "ldap-three-hosts",
         "all.children.db.children.ldap.hosts",
-        "at most two",
+        "group `ldap` has 3 hosts; allowed: 1",
         {f"{D}/ldap/hosts/h2.example.com": NULL, f"{D}/ldap/hosts/h3.example.com": NULL},
     ),
     Case(
-        "etcd-even",
+        "etcd-two-hosts",
         "all.children.db.children.etcd.hosts",
-        "even count",
+        "group `etcd` has 2 hosts; allowed: 1",
         {f"{D}/etcd/hosts/h2.example.com": NULL},
     ),
     Case(
@@ -521,12 +523,25 @@ def test_valid_template_passes(valid_inventory: Path, certs_root: Path, capsys) 
     assert "valid" in output
 
 
-def test_cluster_example_passes_after_genpwd(tmp_path: Path, certs_root: Path, capsys) -> None:
+def test_cluster_example_is_refused_only_for_the_counts_this_release_cannot_deploy(
+    tmp_path: Path, certs_root: Path, capsys
+) -> None:
     path = tmp_path / "cluster.yml"
     path.write_text((ROOT / "inventory/examples/cluster.yml").read_text())
     fill_secrets(path)
+    example = load_inventory(path)
+    expected = {
+        group
+        for group, rule in HOST_COUNTS.items()
+        if len(example.hosts(group)) not in rule.allowed
+    }
     code, output = validate(path, certs_root, capsys)
-    assert code == 0, output
+    if not expected:
+        assert code == 0, output
+        return
+    assert code == 2, output
+    assert set(re.findall(r"group `([a-z_]+)` has \d+ hosts; allowed", output)) == expected
+    assert f"{len(expected)} errors, 0 warnings" in output, output
 
 
 @pytest.mark.parametrize(
@@ -565,7 +580,7 @@ def test_all_problems_reported_at_once(valid_inventory, certs_root, capsys) -> N
     )
     code, output = validate(valid_inventory, certs_root, capsys)
     assert code == 2
-    for fragment in ("all.vars.passwords.redis_user", "all.vars.dev_mode", "even count"):
+    for fragment in ("all.vars.passwords.redis_user", "all.vars.dev_mode", "has 2 hosts"):
         assert fragment in output
 
 
