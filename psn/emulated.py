@@ -743,6 +743,43 @@ def wait_ssh(
             time.sleep(0.5)
 
 
+# Files Docker writes into a container each time it starts it; a real server's disk keeps them.
+RESOLVER_FILES = ("/etc/hosts", "/etc/resolv.conf")
+
+
+def power_off(server: Server, *, docker: str = "docker") -> dict[str, str]:
+    """Cut the server's power (`docker kill`: no shutdown, as in a power loss). Returns what
+    `power_on` needs to give the server its own name resolution files back."""
+    kept = {path: exec_on(server, ["cat", path], docker=docker).stdout for path in RESOLVER_FILES}
+    _docker(docker, "kill", server.container, what=f"powering off {server.name}")
+    return kept
+
+
+def power_on(
+    server: Server,
+    kept: dict[str, str],
+    state_dir: Path,
+    *,
+    timeout: float = 180,
+    docker: str = "docker",
+) -> None:
+    """Boot a server that `power_off` stopped, with its /etc/hosts and /etc/resolv.conf as they
+    were, and wait until it has booted and SSH answers with its recorded host key."""
+    _docker(docker, "start", server.container, what=f"powering on {server.name}")
+    for path, text in kept.items():
+        script = f'printf "%s" "$1" >{path}'
+        exec_on(server, ["sh", "-c", script, "sh", text], docker=docker)
+    deadline = time.monotonic() + timeout
+    while _boot_state(server, docker) not in ("running", "degraded"):
+        if time.monotonic() > deadline:
+            raise EmulationError(f"{server.name} did not boot within {timeout:.0f}s", [])
+        time.sleep(0.5)
+    while ssh_run(server, state_dir, "true", check=False, timeout=20).returncode != 0:
+        if time.monotonic() > deadline:
+            raise EmulationError(f"SSH to {server.name} did not answer within {timeout:.0f}s", [])
+        time.sleep(0.5)
+
+
 def stop_servers(network: str = DEFAULT_NETWORK, *, docker: str = "docker") -> list[str]:
     """Remove every emulated server of `network`, their volumes and the network itself.
 

@@ -31,6 +31,7 @@ SERVICE_KEYS = {
     "image": "the image component (psn/<image>)",
     "group": "the inventory group that runs it",
     "host": "one host of the group that alone runs it (per-host configuration)",
+    "per_host": "one service per host of the group, pinned (expand_per_host)",
     "replicas": "number of tasks",
     "mode": "replicated or global",
     "hostname": "container host name",
@@ -110,6 +111,47 @@ def _bool(value: object) -> bool:
 def _close_key(key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def member_names(name: str, hosts: Sequence[str]) -> dict[str, str]:
+    """The service name of each host of a `per_host` service: `name` itself on one host,
+    `name1`..`nameN` in the inventory's order on several (the guide's etcd1..etcd3)."""
+    if len(hosts) == 1:
+        return {hosts[0]: name}
+    return {host: f"{name}{i}" for i, host in enumerate(hosts, 1)}
+
+
+def expand_per_host(
+    services: Mapping[str, Any], groups: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """The service map with each `per_host: true` service made one service per host of its group
+    (`member_names`), each pinned with `host`; `{member}` in its `hostname` and in its secrets'
+    names becomes the member's name. On one host the service keeps its name and is not pinned,
+    so a standalone deployment's definition does not change. Other services pass unchanged."""
+    expanded: dict[str, Any] = {}
+    for name, svc in services.items():
+        if not isinstance(svc, Mapping) or not _bool(svc.get("per_host")):
+            expanded[name] = svc
+            continue
+        base = {k: v for k, v in svc.items() if k != "per_host"}
+        members = member_names(name, list(groups.get(str(base.get("group")), [])))
+        if not members:  # check_service_map names the group
+            expanded[name] = base
+        for host, member in members.items():
+            one = dict(base)
+            if len(members) > 1:
+                one["host"] = host
+            if isinstance(one.get("hostname"), str):
+                one["hostname"] = one["hostname"].replace("{member}", member)
+            if isinstance(one.get("secrets"), list):
+                one["secrets"] = [
+                    {**s, "name": str(s.get("name")).replace("{member}", member)}
+                    if isinstance(s, Mapping)
+                    else s
+                    for s in one["secrets"]
+                ]
+            expanded[member] = one
+    return expanded
 
 
 def check_service_map(

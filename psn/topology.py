@@ -27,7 +27,7 @@ class HostCount:
 # validator's own rule.
 HOST_COUNTS: dict[str, HostCount] = {
     "docker_registry": HostCount((1,), "the private registry is not clustered"),
-    "etcd": HostCount((1,), "this release runs one etcd member"),
+    "etcd": HostCount((1, 3), "etcd keeps a quorum through one loss with 3 members"),
     "postgres": HostCount((1,), "this release runs PostgreSQL without Patroni"),
     "redis": HostCount((1,), "this release runs Redis without replica and Sentinel"),
     "ldap": HostCount((1,), "this release runs 389-ds without replication"),

@@ -1,6 +1,6 @@
 """The docker_registry role on two emulated Debian 12 servers, deployed with ./deploy_psn.sh.
 
-Server 1 carries every role (and so the registry), server 2 only backend and mail. A small image
+Server 1 carries every role (and so the registry), server 2 is a second proxy host. A small image
 archive (psn/registry and psn/etcd, built here when missing, saved as `images save` does) stands
 in for the distribution's. After the first run the registry answers over TLS signed by the
 installation-internal CA, server 2 pulls an image from it with Docker verifying that certificate
@@ -49,11 +49,10 @@ def installer_id(name: str) -> str:
 
 
 def write_two_server_inventory(path: Path, lab) -> Path:
-    """The template inventory: server 1 in every group, server 2 in backend and mail."""
+    """The template inventory: server 1 in every group, server 2 a second proxy host."""
 
     def add_second(doc) -> None:
-        for group in ("backend", "mail"):
-            doc["all"]["children"][group]["hosts"][lab.servers[1].name] = None
+        doc["all"]["children"]["frontend"]["children"]["proxy"]["hosts"][lab.servers[1].name] = None
 
     return write_inventory(path, lab, add_second)
 

@@ -354,3 +354,52 @@ def test_diffs_show_each_changing_service_before_and_after():
     assert diffs[1]["after"] == ""
     # No previous stack file (first deployment): every service is new.
     assert stack.service_diffs("mail", "", after, stack.plan("mail", after, {}))[0]["before"] == ""
+
+
+def per_host_member() -> dict:
+    return {
+        "image": "ldap",  # an image with a digest in inputs()
+        "group": "etcd",
+        "per_host": "true",
+        "hostname": "{member}",
+        "secrets": [{"name": "{member}_peer_key", "uid": 902}],
+        "ports": [{"target": 2380}],
+    }
+
+
+def test_a_per_host_service_becomes_one_pinned_service_per_host():
+    groups = {"etcd": ["psn1", "psn2", "psn3"]}
+    services = {"etcd": per_host_member(), "browser": {"image": "ldap", "group": "etcd"}}
+    expanded = stack.expand_per_host(services, groups)
+    assert list(expanded) == ["etcd1", "etcd2", "etcd3", "browser"]
+    assert expanded["browser"] == services["browser"]
+    assert expanded["etcd2"]["host"] == "psn2"
+    assert expanded["etcd2"]["hostname"] == "etcd2"
+    assert expanded["etcd2"]["secrets"] == [{"name": "etcd2_peer_key", "uid": 902}]
+    assert "per_host" not in expanded["etcd2"]
+    assert stack.member_names("etcd", groups["etcd"]) == {
+        "psn1": "etcd1",
+        "psn2": "etcd2",
+        "psn3": "etcd3",
+    }
+    doc = stack.compose_document(
+        inputs(expanded, secrets={f"etcd{i}_peer_key": "K" for i in (1, 2, 3)})
+    )
+    for i, host in enumerate(groups["etcd"], 1):
+        svc = doc["services"][f"etcd{i}"]
+        assert f"node.labels.psn-host == {host}" in svc["deploy"]["placement"]["constraints"]
+        assert svc["hostname"] == f"etcd{i}"
+    assert not stack.check_service_map(
+        "etcd", expanded, {f"etcd{i}_peer_key": "K" for i in (1, 2, 3)}, {}, groups
+    )
+
+
+def test_a_per_host_service_on_one_host_keeps_its_name_and_definition():
+    groups = {"etcd": ["psn1"]}
+    member = per_host_member()
+    expanded = stack.expand_per_host({"etcd": member}, groups)
+    plain = {k: v for k, v in member.items() if k != "per_host"}
+    plain["hostname"] = "etcd"
+    plain["secrets"] = [{"name": "etcd_peer_key", "uid": 902}]
+    assert expanded == {"etcd": plain}
+    assert stack.member_names("etcd", ["psn1"]) == {"psn1": "etcd"}

@@ -1,0 +1,222 @@
+"""The cluster topology on three emulated Debian 12 servers, deployed with ./deploy_psn.sh.
+
+All three servers are Swarm managers; server 1 carries every standalone role and the registry,
+and the etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3). A small image archive
+(psn/registry and psn/etcd) stands in for the distribution's. After the first run: one member
+per server, each pinned to its host; the three form one cluster whose peers talk TLS with
+certificates of the installation-internal CA on the host-mode peer port and refuse a peer
+without one; a write on one member is read on another; a second run restarts nothing; and the
+cluster keeps taking writes when a server loses power, the returning member catching up by
+itself.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import DOMAIN, deploy, image_archive, print_summary, write_inventory
+
+from psn import emulated
+from psn.names import default_domain
+
+pytestmark = pytest.mark.e2e
+
+ARCHIVE_IMAGES = ("registry", "etcd")
+ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
+TAGS = ",".join((*ROLES, "etcd"))
+MEMBERS = ("etcd1", "etcd2", "etcd3")
+PEER_PORT = 2380
+ENDPOINTS = ",".join(f"http://{m}:2379" for m in MEMBERS)
+RECOVERY_TIMEOUT = 180  # seconds for a server that lost power to run its member again
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def lab(emulated_servers):
+    started = time.monotonic()
+    lab = emulated_servers(3, prefix="node")
+    print(f"\n3 emulated servers up in {time.monotonic() - started:.1f}s")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cluster")
+
+
+def cluster_inventory(path: Path, lab) -> Path:
+    """The template inventory with server 1 in every group and all three in etcd."""
+
+    def three_etcd(doc) -> None:
+        doc["all"]["children"]["db"]["children"]["etcd"]["hosts"] = {
+            server.name: {"volume_device_etcd": "False"} for server in lab.servers
+        }
+
+    return write_inventory(path, lab, three_etcd)
+
+
+def run(inventory: Path, certs_root: Path, log_dir: Path, archive: Path):
+    return deploy(inventory, certs_root, log_dir, TAGS, "-e", f"docker_registry__archive={archive}")
+
+
+@pytest.fixture(scope="module")
+def first_run(lab, archive, certs_root, workdir):
+    inventory = cluster_inventory(workdir / "hosts.yml", lab)
+    started = time.monotonic()
+    res = run(inventory, certs_root, workdir / "run1", archive)
+    print_summary(f"first run ({TAGS})", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return inventory
+
+
+def etcdctl(lab, member: str, args: str, *, server=None) -> str:
+    """`etcdctl <args>` in the member's container, on the server that runs it."""
+    server = server or lab.servers[MEMBERS.index(member)]
+    cid = lab.ssh(
+        server,
+        f"docker ps -q --filter label=com.docker.swarm.service.name=psn-etcd_{member}"
+        " --filter status=running",
+    ).strip()
+    assert cid, f"no running container of psn-etcd_{member} on {server.name}"
+    return lab.ssh(
+        server, f"docker exec {cid} etcdctl --command-timeout=5s {args}", check=False
+    ).strip()
+
+
+def service_updates(lab) -> dict[str, str]:
+    """Service name -> UpdatedAt of every service of the swarm."""
+    out = lab.ssh(
+        lab.servers[0],
+        "docker service ls -q | xargs -r docker service inspect "
+        "--format '{{.Spec.Name}} {{.UpdatedAt}}'",
+    )
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def test_every_server_is_a_manager_with_its_host_label(lab, first_run):
+    out = lab.ssh(
+        lab.servers[0],
+        "docker node ls -q | xargs docker node inspect --format "
+        "'{{.Description.Hostname}} {{.Spec.Role}} {{index .Spec.Labels \"psn-host\"}}'",
+    )
+    nodes = sorted(tuple(line.split()) for line in out.splitlines())
+    assert nodes == [(s.name, "manager", s.name) for s in lab.servers]
+
+
+def test_one_member_per_server_each_pinned_to_its_host(lab, first_run):
+    for member, server in zip(MEMBERS, lab.servers, strict=True):
+        out = lab.ssh(
+            lab.servers[0],
+            f"docker service ps psn-etcd_{member} --filter desired-state=running "
+            "--format '{{.Node}} {{.CurrentState}}'",
+        )
+        assert out.split()[0:2] == [server.name, "Running"], out
+    services = service_updates(lab)
+    assert "psn-etcd_etcd" not in services
+    assert {f"psn-etcd_{m}" for m in MEMBERS} <= set(services)
+
+
+def test_the_members_form_one_cluster_with_tls_peers(lab, first_run):
+    members = json.loads(etcdctl(lab, "etcd1", "member list -w json"))["members"]
+    peers = {m["name"]: m["peerURLs"] for m in members}
+    assert peers == {
+        member: [f"https://{server.address}:{PEER_PORT}"]
+        for member, server in zip(MEMBERS, lab.servers, strict=True)
+    }
+    health = etcdctl(lab, "etcd1", f"--endpoints={ENDPOINTS} endpoint health")
+    assert health.count("is healthy") == 3, health
+
+
+def test_a_write_on_one_member_is_read_on_another(lab, first_run):
+    assert etcdctl(lab, "etcd1", "put /psn/e2e/written-on etcd1") == "OK"
+    assert etcdctl(lab, "etcd3", "get --print-value-only /psn/e2e/written-on") == "etcd1"
+
+
+def peer_request(address: str, context: ssl.SSLContext) -> bytes:
+    """GET /members on a member's peer port over TLS; what it answers."""
+    with (
+        socket.create_connection((address, PEER_PORT), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=address) as tls,
+    ):
+        tls.sendall(f"GET /members HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+        return tls.recv(65536)
+
+
+def refused(address: str, context: ssl.SSLContext) -> bool:
+    """True when the peer port ends the connection without an answer (TLS 1.3 reports a
+    refused client certificate only at the first read)."""
+    try:
+        return peer_request(address, context) == b""
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def test_the_peer_port_wants_a_certificate_of_the_internal_ca(lab, first_run, certs_root):
+    internal = certs_root / default_domain(DOMAIN) / "internal"
+    address = lab.servers[1].address
+    anonymous = ssl.create_default_context(cafile=str(internal / "ca.crt"))
+    anonymous.check_hostname = False  # the member's certificate names its address
+    assert refused(address, anonymous)
+    peer = ssl.create_default_context(cafile=str(internal / "ca.crt"))
+    peer.check_hostname = False
+    peer.load_cert_chain(internal / "etcd-peer-node1.crt", internal / "etcd-peer-node1.key")
+    answer = peer_request(address, peer)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"etcd2" in answer
+
+
+def test_second_run_restarts_nothing(lab, first_run, certs_root, workdir, archive):
+    before = service_updates(lab)
+    res = run(first_run, certs_root, workdir / "run2", archive)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Services changed" not in res.stderr, res.stderr
+    assert service_updates(lab) == before
+
+
+def wait_for(what: str, check, timeout: float) -> float:
+    """Seconds until check() is true; fails naming `what` after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(2)
+    return time.monotonic() - started
+
+
+def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(lab, first_run):
+    lost = lab.servers[2]
+    etc = emulated.power_off(lost)
+    try:
+        assert etcdctl(lab, "etcd1", "put /psn/e2e/while-down yes") == "OK"
+        assert etcdctl(lab, "etcd2", "get --print-value-only /psn/e2e/while-down") == "yes"
+    finally:
+        emulated.power_on(lost, etc, lab.state_dir)
+    seconds = wait_for(
+        f"psn-etcd_etcd3 on {lost.name} to serve the write made while it was down",
+        lambda: etcdctl_quiet(lab, "etcd3", "get --print-value-only /psn/e2e/while-down") == "yes",
+        RECOVERY_TIMEOUT,
+    )
+    print(f"\netcd3 caught up {seconds:.0f}s after {lost.name} was powered on again")
+    health = etcdctl(lab, "etcd1", f"--endpoints={ENDPOINTS} endpoint health")
+    assert health.count("is healthy") == 3, health
+
+
+def etcdctl_quiet(lab, member: str, args: str) -> str:
+    """etcdctl, or "" while the member's container or its server is not up yet."""
+    server = lab.servers[MEMBERS.index(member)]
+    script = (
+        f"cid=$(docker ps -q --filter label=com.docker.swarm.service.name=psn-etcd_{member}"
+        " --filter status=running); "
+        f'[ -n "$cid" ] && docker exec $cid etcdctl --command-timeout=3s {args}'
+    )
+    result = emulated.ssh_run(server, lab.state_dir, script, check=False, timeout=20)
+    return result.stdout.strip() if result.returncode == 0 else ""
