@@ -13,8 +13,7 @@ itself.
 from __future__ import annotations
 
 import json
-import socket
-import ssl
+import shlex
 import time
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def etcdctl(lab, member: str, args: str, *, server=None) -> str:
     ).strip()
     assert cid, f"no running container of psn-etcd_{member} on {server.name}"
     return lab.ssh(
-        server, f"docker exec {cid} etcdctl --command-timeout=5s {args}", check=False
+        server, f"docker exec {cid} etcdctl --command-timeout=5s {args} 2>&1", check=False
     ).strip()
 
 
@@ -141,37 +140,55 @@ def test_a_write_on_one_member_is_read_on_another(lab, first_run):
     assert etcdctl(lab, "etcd3", "get --print-value-only /psn/e2e/written-on") == "etcd1"
 
 
-def peer_request(address: str, context: ssl.SSLContext) -> bytes:
-    """GET /members on a member's peer port over TLS; what it answers."""
-    with (
-        socket.create_connection((address, PEER_PORT), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=address) as tls,
-    ):
-        tls.sendall(f"GET /members HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
-        return tls.recv(65536)
-
-
-def refused(address: str, context: ssl.SSLContext) -> bool:
-    """True when the peer port ends the connection without an answer (TLS 1.3 reports a
-    refused client certificate only at the first read)."""
-    try:
-        return peer_request(address, context) == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
+PEER_PROBE = """
+import socket, ssl, sys
+address, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.create_default_context(cafile="/root/e2e-peer/ca.crt")
+context.check_hostname = False
+if cert != "-":
+    context.load_cert_chain(cert, key)
+try:
+    with socket.create_connection((address, port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=address) as tls:
+            tls.sendall(b"GET /members HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+            print(tls.recv(65536).decode(errors="replace") or "refused")
+except (ssl.SSLError, ConnectionError) as error:
+    print("refused", error)
+"""
 
 
 def test_the_peer_port_wants_a_certificate_of_the_internal_ca(lab, first_run, certs_root):
-    internal = certs_root / default_domain(DOMAIN) / "internal"
-    address = lab.servers[1].address
-    anonymous = ssl.create_default_context(cafile=str(internal / "ca.crt"))
-    anonymous.check_hostname = False  # the member's certificate names its address
-    assert refused(address, anonymous)
-    peer = ssl.create_default_context(cafile=str(internal / "ca.crt"))
-    peer.check_hostname = False
-    peer.load_cert_chain(internal / "etcd-peer-node1.crt", internal / "etcd-peer-node1.key")
-    answer = peer_request(address, peer)
-    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-    assert b"etcd2" in answer
+    """From server 1 to member 2's peer port: server 1's member certificate gets an answer;
+    no certificate, or one of another CA (the operator's), gets none."""
+    domain_dir = certs_root / default_domain(DOMAIN)
+    files = {
+        "ca.crt": domain_dir / "internal" / "ca.crt",
+        "member.crt": domain_dir / "internal" / "etcd-peer-node1.crt",
+        "member.key": domain_dir / "internal" / "etcd-peer-node1.key",
+        "other.crt": domain_dir / "server.crt",
+        "other.key": domain_dir / "server.nopass.key",
+    }
+    first, address = lab.servers[0], lab.servers[1].address
+    copy = "; ".join(
+        f"printf %s {shlex.quote(path.read_text())} > /root/e2e-peer/{name}"
+        for name, path in files.items()
+    )
+    lab.ssh(first, f"install -d -m 0700 /root/e2e-peer; {copy}")
+    try:
+
+        def probe(cert: str, key: str) -> str:
+            return lab.ssh(
+                first,
+                f"python3 -c {shlex.quote(PEER_PROBE)} {address} {PEER_PORT} {cert} {key}",
+                check=False,
+            )
+
+        member = probe("/root/e2e-peer/member.crt", "/root/e2e-peer/member.key")
+        assert member.startswith("HTTP/1.1 200") and "etcd2" in member, member
+        assert probe("-", "-").startswith("refused")
+        assert probe("/root/e2e-peer/other.crt", "/root/e2e-peer/other.key").startswith("refused")
+    finally:
+        lab.ssh(first, "rm -rf /root/e2e-peer", check=False)
 
 
 def test_second_run_restarts_nothing(lab, first_run, certs_root, workdir, archive):
@@ -206,8 +223,25 @@ def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(lab, f
         RECOVERY_TIMEOUT,
     )
     print(f"\netcd3 caught up {seconds:.0f}s after {lost.name} was powered on again")
-    health = etcdctl(lab, "etcd1", f"--endpoints={ENDPOINTS} endpoint health")
-    assert health.count("is healthy") == 3, health
+    seconds = wait_for(
+        "all three members to answer healthy over the overlay network",
+        lambda: (
+            etcdctl(lab, "etcd1", f"--endpoints={ENDPOINTS} endpoint health").count("is healthy")
+            == 3
+        ),
+        RECOVERY_TIMEOUT,
+    )
+    print(f"all three members healthy over the overlay {seconds:.0f}s later")
+
+
+def test_a_run_after_the_server_came_back_restarts_nothing(
+    lab, first_run, certs_root, workdir, archive
+):
+    before = service_updates(lab)
+    res = run(first_run, certs_root, workdir / "run3", archive)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Services changed" not in res.stderr, res.stderr
+    assert service_updates(lab) == before
 
 
 def etcdctl_quiet(lab, member: str, args: str) -> str:
@@ -216,7 +250,7 @@ def etcdctl_quiet(lab, member: str, args: str) -> str:
     script = (
         f"cid=$(docker ps -q --filter label=com.docker.swarm.service.name=psn-etcd_{member}"
         " --filter status=running); "
-        f'[ -n "$cid" ] && docker exec $cid etcdctl --command-timeout=3s {args}'
+        f'[ -n "$cid" ] && docker exec $cid etcdctl --command-timeout=3s {args} 2>&1'
     )
     result = emulated.ssh_run(server, lab.state_dir, script, check=False, timeout=20)
     return result.stdout.strip() if result.returncode == 0 else ""
