@@ -28,7 +28,7 @@ class HostCount:
 HOST_COUNTS: dict[str, HostCount] = {
     "docker_registry": HostCount((1,), "the private registry is not clustered"),
     "etcd": HostCount((1, 3), "etcd keeps a quorum through one loss with 3 members"),
-    "postgres": HostCount((1,), "this release runs PostgreSQL without Patroni"),
+    "postgres": HostCount((1, 2), "PostgreSQL runs alone or as a Patroni primary/replica pair"),
     "redis": HostCount((1,), "this release runs Redis without replica and Sentinel"),
     "ldap": HostCount((1,), "this release runs 389-ds without replication"),
     "mail": HostCount((1,), "this release runs Dovecot without dsync replication"),

@@ -1,13 +1,16 @@
 """The cluster topology on three emulated Debian 12 servers, deployed with ./deploy_psn.sh.
 
 All three servers are Swarm managers; server 1 carries every standalone role and the registry,
-and the etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3). A small image archive
-(psn/registry and psn/etcd) stands in for the distribution's. After the first run: one member
-per server, each pinned to its host; the three form one cluster whose peers talk TLS with
-certificates of the installation-internal CA on the host-mode peer port and refuse a peer
-without one; a write on one member is read on another; a second run restarts nothing; and the
-cluster keeps taking writes when a server loses power, the returning member catching up by
-itself.
+the etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3) and the postgres group servers 1
+and 2 (psn-postgres_postgres1/2 under Patroni, psn-postgres_haproxy on both). A small image
+archive stands in for the distribution's. After the first run: one etcd member per server, each
+pinned to its host, forming one cluster whose peers talk TLS with certificates of the
+installation-internal CA and refuse a peer without one; a write on one member is read on another;
+Patroni has a leader and a synchronous replica and the PSN user writes through HAProxy; a second
+run restarts nothing. Then the drills: a server loses power and etcd keeps taking writes, the
+returning member catching up by itself; the primary's server loses power and writes through
+HAProxy work again within 30 s with no acknowledged row lost, the old primary returning as a
+replica; a run afterwards restarts nothing.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from psn.names import default_domain
 
 pytestmark = pytest.mark.e2e
 
-ARCHIVE_IMAGES = ("registry", "etcd")
+ARCHIVE_IMAGES = ("registry", "etcd", "patroni", "haproxy")
 ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
-TAGS = ",".join((*ROLES, "etcd"))
+TAGS = ",".join((*ROLES, "etcd", "postgres"))
 MEMBERS = ("etcd1", "etcd2", "etcd3")
 PEER_PORT = 2380
 ENDPOINTS = ",".join(f"http://{m}:2379" for m in MEMBERS)
 RECOVERY_TIMEOUT = 180  # seconds for a server that lost power to run its member again
+PG_MEMBERS = ("postgres1", "postgres2")
+PG_WRITES_BACK = 30  # seconds until writes work again after the primary's server died (issue 16)
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +58,17 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def cluster_inventory(path: Path, lab) -> Path:
-    """The template inventory with server 1 in every group and all three in etcd."""
+    """The template inventory with server 1 in every group, all three in etcd, 1 and 2 in
+    postgres."""
 
-    def three_etcd(doc) -> None:
-        doc["all"]["children"]["db"]["children"]["etcd"]["hosts"] = {
-            server.name: {"volume_device_etcd": "False"} for server in lab.servers
+    def cluster(doc) -> None:
+        db = doc["all"]["children"]["db"]["children"]
+        db["etcd"]["hosts"] = {s.name: {"volume_device_etcd": "False"} for s in lab.servers}
+        db["postgres"]["hosts"] = {
+            s.name: {"volume_device_postgres": "False"} for s in lab.servers[:2]
         }
 
-    return write_inventory(path, lab, three_etcd)
+    return write_inventory(path, lab, cluster)
 
 
 def run(inventory: Path, certs_root: Path, log_dir: Path, archive: Path):
@@ -77,15 +85,21 @@ def first_run(lab, archive, certs_root, workdir):
     return inventory
 
 
+def container(lab, server, service: str) -> str:
+    """The running container of `service` on `server`."""
+    cid = lab.ssh(
+        server,
+        f"docker ps -q --filter label=com.docker.swarm.service.name={service}"
+        " --filter status=running",
+    ).strip()
+    assert cid, f"no running container of {service} on {server.name}"
+    return cid
+
+
 def etcdctl(lab, member: str, args: str, *, server=None) -> str:
     """`etcdctl <args>` in the member's container, on the server that runs it."""
     server = server or lab.servers[MEMBERS.index(member)]
-    cid = lab.ssh(
-        server,
-        f"docker ps -q --filter label=com.docker.swarm.service.name=psn-etcd_{member}"
-        " --filter status=running",
-    ).strip()
-    assert cid, f"no running container of psn-etcd_{member} on {server.name}"
+    cid = container(lab, server, f"psn-etcd_{member}")
     return lab.ssh(
         server, f"docker exec {cid} etcdctl --command-timeout=5s {args} 2>&1", check=False
     ).strip()
@@ -232,6 +246,95 @@ def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(lab, f
         RECOVERY_TIMEOUT,
     )
     print(f"all three members healthy over the overlay {seconds:.0f}s later")
+
+
+def patroni_cluster(lab, server) -> dict[str, dict]:
+    """Patroni's /cluster as seen by the member on `server`: member name -> its entry."""
+    cid = container(lab, server, f"psn-postgres_{PG_MEMBERS[lab.servers.index(server)]}")
+    out = lab.ssh(server, f"docker exec {cid} curl -fsS -m 5 http://127.0.0.1:8008/cluster")
+    return {m["name"]: m for m in json.loads(out)["members"]}
+
+
+# psql as the PSN user through HAProxy, from a member's container on psn-db; the password comes
+# from the container's Docker secret into a throwaway .pgpass, never onto a command line.
+PSQL_VIA_HAPROXY = (
+    "f=$(mktemp) && printf '*:*:*:psn:%s\\n' \"$(cat /run/secrets/postgres_db_password)\" >$f"
+    " && PGPASSFILE=$f PGCONNECT_TIMEOUT=3 psql -h haproxy -U psn -d psnapi -XtAq"
+    " -v ON_ERROR_STOP=1 -c {sql}; rc=$?; rm -f $f; exit $rc"
+)
+
+
+def psql(lab, server, sql: str) -> tuple[int, str]:
+    """Run `sql` through HAProxy from the Patroni member on `server`: exit code and output."""
+    cid = container(lab, server, f"psn-postgres_{PG_MEMBERS[lab.servers.index(server)]}")
+    script = PSQL_VIA_HAPROXY.format(sql=shlex.quote(sql))
+    res = emulated.ssh_run(
+        server,
+        lab.state_dir,
+        f"docker exec {cid} sh -c {shlex.quote(script)} 2>&1",
+        check=False,
+        timeout=30,
+    )
+    return res.returncode, res.stdout.strip()
+
+
+def test_patroni_has_a_leader_and_a_synchronous_replica(lab, first_run):
+    def formed() -> bool:
+        members = patroni_cluster(lab, lab.servers[0])
+        roles = sorted(m["role"] for m in members.values())
+        return roles == ["leader", "sync_standby"] and all(
+            m["state"] in ("running", "streaming") for m in members.values()
+        )
+
+    wait_for("Patroni to show a leader and a streaming synchronous replica", formed, 60)
+    members = patroni_cluster(lab, lab.servers[0])
+    assert set(members) == set(PG_MEMBERS)
+    for name, server in zip(PG_MEMBERS, lab.servers, strict=False):
+        assert members[name]["host"] == server.address
+
+
+def test_the_psn_user_writes_through_haproxy(lab, first_run):
+    code, out = psql(lab, lab.servers[1], "CREATE TABLE IF NOT EXISTS acked (id int PRIMARY KEY)")
+    assert code == 0, out
+    code, out = psql(lab, lab.servers[1], "SELECT pg_is_in_recovery()")
+    assert (code, out) == (0, "f")
+
+
+def test_writes_come_back_within_30_s_when_the_primary_loses_power(lab, first_run):
+    members = patroni_cluster(lab, lab.servers[0])
+    [leader] = [name for name, m in members.items() if m["role"] == "leader"]
+    lost = lab.servers[PG_MEMBERS.index(leader)]
+    survivor = lab.servers[1 - PG_MEMBERS.index(leader)]
+    for i in range(1, 51):
+        assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
+    etc = emulated.power_off(lost)
+    try:
+        seconds = wait_for(
+            f"a write through HAProxy on {survivor.name} after {lost.name} (primary) lost power",
+            lambda: (
+                psql(lab, survivor, "INSERT INTO acked VALUES (51) ON CONFLICT DO NOTHING")[0] == 0
+            ),
+            PG_WRITES_BACK + 60,
+        )
+        print(f"\nwrites back {seconds:.0f}s after the primary's server lost power")
+        assert seconds <= PG_WRITES_BACK
+        for i in range(52, 101):
+            assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
+    finally:
+        emulated.power_on(lost, etc, lab.state_dir)
+    assert psql(lab, survivor, "SELECT count(*), min(id), max(id) FROM acked") == (0, "100|1|100")
+
+    def rejoined() -> bool:
+        try:
+            found = patroni_cluster(lab, survivor)
+        except (AssertionError, emulated.EmulationError, ValueError):
+            return False
+        return found.get(leader, {}).get("role") in ("replica", "sync_standby") and found[
+            leader
+        ].get("state") in ("running", "streaming")
+
+    seconds = wait_for(f"{leader} on {lost.name} to return as a replica", rejoined, 180)
+    print(f"{leader} streaming again as a replica {seconds:.0f}s after power-on")
 
 
 def test_a_run_after_the_server_came_back_restarts_nothing(

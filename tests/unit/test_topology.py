@@ -78,10 +78,10 @@ def load_filter():
 
 def test_precheck_filter_refuses_what_validate_refuses():
     problems = load_filter()
-    groups = {"all": ["a", "b", "c"], "postgres": ["a", "b"], "etcd": ["a"], "proxy": ["a", "b"]}
+    groups = {"all": ["a", "b", "c"], "mail": ["a", "b"], "etcd": ["a"], "proxy": ["a", "b"]}
     assert problems(groups) == [f"{p.message}; {p.fix}" for p in count_problems(groups)]
     assert len(problems(groups)) == 1
-    assert "group `postgres` has 2 hosts" in problems(groups)[0]
+    assert "group `mail` has 2 hosts" in problems(groups)[0]
     assert problems(groups, ["etcd"]) == []
     assert problems({"etcd": ["a"], "ungrouped": []}) == []
 
