@@ -31,7 +31,7 @@ from psn.inventory import (
     to_bool,
 )
 from psn.names import certificate_names, default_domain, is_valid_hostname, service_hostnames
-from psn.topology import HOST_COUNTS, count_problems
+from psn.topology import HOST_COUNTS, NEEDS, topology_problems
 
 # Guide Table 6: "letters, digits and the special characters & ! % ($ is not allowed)".
 PASSWORD_CHARS = re.compile(r"^[A-Za-z0-9&!%]+$")
@@ -253,8 +253,8 @@ def check_groups(inv: Inventory, _root: Path) -> Iterator[Problem]:
                 value=", ".join(inv.hosts(group)),
                 severity="warning",
             )
-    found = {group: list(inv.hosts(group)) for group in HOST_COUNTS}
-    for problem in count_problems(found):
+    found = {group: list(inv.hosts(group)) for group in {*HOST_COUNTS, *NEEDS}}
+    for problem in topology_problems(found):
         yield _problem(
             inv,
             (*inv.group_path(problem.group), "hosts"),

@@ -3,7 +3,7 @@
 # handed to redis-cli through REDISCLI_AUTH of this process only, never on a command line.
 pwfile="${PSN_REDIS_PASSWORD_FILE:-/run/secrets/redis_password}"
 if [ "$(cat /run/redis/mode 2>/dev/null)" = sentinel ]; then
-    port="${PSN_REDIS_PORT:-26379}"
+    port="${PSN_REDIS_SENTINEL_PORT:-26379}"
 else
     port="${PSN_REDIS_PORT:-6379}"
     if [ -r "$pwfile" ]; then

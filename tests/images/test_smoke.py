@@ -373,6 +373,129 @@ def test_redis_ping_and_sentinel(image, containers):
     assert flags == b"master", f"sentinel sees the master as {flags!r}"
 
 
+# The environment the redis role gives members and Sentinels on several hosts.
+REPLICATED_REDIS = {
+    "PSN_REDIS_MEMBERS": "redis1 redis2",
+    "PSN_REDIS_SENTINELS": "sentinel1",
+    "PSN_REDIS_MASTER_NAME": "psn",
+    "PSN_REDIS_PORT": "6379",
+    "PSN_REDIS_SENTINEL_PORT": "26379",
+}
+
+
+def _redis_cli(cid: str, *args: str) -> list[str]:
+    """redis-cli in the container, with the password of its secret: the reply's lines."""
+    script = 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" exec redis-cli --raw "$@"'
+    return out(docker("exec", cid, "sh", "-c", script, "redis-cli", *args)).splitlines()
+
+
+def _until(what: str, check, timeout: float = 30) -> None:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+    print(f"{what}: {time.monotonic() - started:.1f}s")
+
+
+def test_redis_members_follow_the_sentinel_and_rspamd_finds_the_primary(
+    image, containers, tmp_path
+):
+    """Members and a Sentinel as the redis role runs them on several hosts: the second member
+    replicates the first, the Sentinel's file gets the primary, Rspamd asks the Sentinel; the
+    primary stops, the replica is promoted and Rspamd writes to it; the old primary starts
+    again as a replica."""
+    tag, password = image("redis"), "Redis-smoke-" + uuid.uuid4().hex[:8]
+
+    def start(alias: str, *command: str, mounts=None) -> str:
+        return containers.run(
+            tag,
+            alias,
+            *command,
+            secrets={"redis_password": password},
+            env=REPLICATED_REDIS,
+            mounts=mounts,
+            extra=["--hostname", alias],
+        )
+
+    first, second = start("redis1"), start("redis2")
+    containers.wait_healthy(first)
+    containers.wait_healthy(second)
+    _until(
+        "redis2 to replicate redis1",
+        lambda: _redis_cli(second, "ROLE")[:4] == ["slave", "redis1", "6379", "connected"],
+    )
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        "port 26379\ndir /var/lib/redis\nsentinel resolve-hostnames yes\n"
+        "sentinel announce-hostnames yes\nsentinel announce-ip @PSN_HOSTNAME@\n"
+        "sentinel monitor psn @PSN_MASTER@ 6379 1\n"
+        "sentinel down-after-milliseconds psn 1000\nsentinel failover-timeout psn 5000\n"
+    )
+    sentinel = start("sentinel1", "sentinel", mounts=[(conf, "/etc/redis/sentinel.conf:ro")])
+    containers.wait_healthy(sentinel)
+    written = out(docker("exec", sentinel, "cat", "/var/lib/redis/sentinel.conf"))
+    assert "sentinel monitor psn redis1 6379 1" in written
+    assert 'sentinel announce-ip "sentinel1"' in written  # as Sentinel rewrites it
+    _until(
+        "the Sentinel to know the replica",
+        lambda: "redis2" in _redis_cli(sentinel, "-p", "26379", "SENTINEL", "replicas", "psn"),
+    )
+
+    redis_conf = tmp_path / "redis.conf"
+    redis_conf.write_text(
+        'servers = "redis1:6379,redis2:6379";\nsentinels = "sentinel1:26379";\n'
+        '.include "/run/rspamd/psn/redis-password.conf"\n'
+    )
+    template = tmp_path / "redis-password.conf"
+    template.write_text('password = "@@secret:redis_password@@";\n')
+    logging = tmp_path / "logging.inc"
+    logging.write_text('type = "console";\nlevel = "info";\n')
+    rspamd = containers.run(
+        image("rspamd"),
+        "rspamd",
+        secrets={"rspamd_controller_password": "Rspamd-smoke-1", "redis_password": password},
+        mounts=[
+            (template, "/etc/rspamd/templates.d/redis-password.conf:ro"),
+            (redis_conf, "/etc/rspamd/local.d/redis.conf:ro"),
+            (logging, "/etc/rspamd/local.d/logging.inc:ro"),
+        ],
+        env={"PSN_RSPAMD_WAIT_FOR": "redis1 sentinel1"},
+    )
+    containers.wait_healthy(rspamd)
+
+    def rspamd_writes_to(member: str) -> bool:
+        logs = docker("logs", rspamd, check=False)
+        text = (logs.stdout + logs.stderr).decode(errors="replace")
+        return f"replace write servers with new list: {member}:6379" in text
+
+    _until("Rspamd to take redis1 from the Sentinel", lambda: rspamd_writes_to("redis1"))
+
+    docker("stop", "-t", "1", first)
+    _until(
+        "the Sentinel to promote redis2",
+        lambda: (
+            _redis_cli(sentinel, "-p", "26379", "SENTINEL", "get-master-addr-by-name", "psn")[:1]
+            == ["redis2"]
+        ),
+    )
+    assert _redis_cli(second, "SET", "psn:smoke", "after-failover") == ["OK"]
+
+    # Rspamd 3.4 asks the Sentinels every minute (its sentinel_watch_time is not read from the
+    # common redis section).
+    _until("Rspamd to write to redis2", lambda: rspamd_writes_to("redis2"), 75)
+
+    docker("start", first)
+    _until(
+        "redis1 to come back as redis2's replica",
+        lambda: _redis_cli(first, "ROLE")[:4] == ["slave", "redis2", "6379", "connected"],
+    )
+    _until(
+        "redis1 to have the write made while it was stopped",
+        lambda: _redis_cli(first, "GET", "psn:smoke") == ["after-failover"],
+    )
+
+
 def test_ldap_bind_and_search(image, containers, tmp_path):
     tag = image("ldap")
     password = "Dm-smoke-" + uuid.uuid4().hex[:8]

@@ -1,5 +1,6 @@
-"""Host counts per group (psn/topology.py): `validate` refuses each count the roles cannot
-deploy, the precheck filter says the same, and no role keeps a count rule of its own."""
+"""Host counts per group and what replicated groups need (psn/topology.py): `validate` refuses
+each topology the roles cannot deploy, the precheck filter says the same, and no role keeps a
+count rule of its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from psn.cli import run
 from psn.inventory import load_inventory, yaml_round_trip
-from psn.topology import HOST_COUNTS, count_problems
+from psn.topology import HOST_COUNTS, NEEDS, topology_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +37,12 @@ def set_hosts(inventory: Path, group: str, count: int) -> None:
         yaml.dump(doc, handle)
 
 
+def validate(inventory: Path, certs_root: Path, capsys) -> tuple[int, str]:
+    code = run(["--skip-checksum", "validate", str(inventory), "--certs-dir", str(certs_root)])
+    output = capsys.readouterr()
+    return code, output.out + output.err
+
+
 CASES = [(group, count) for group in HOST_COUNTS for count in refused_counts(group)]
 
 
@@ -44,11 +51,7 @@ def test_validate_refuses_a_count_the_roles_cannot_deploy(
     group, count, valid_inventory, certs_root, capsys
 ):
     set_hosts(valid_inventory, group, count)
-    code = run(
-        ["--skip-checksum", "validate", str(valid_inventory), "--certs-dir", str(certs_root)]
-    )
-    output = capsys.readouterr()
-    text = output.out + output.err
+    code, text = validate(valid_inventory, certs_root, capsys)
     assert code == 2, text
     allowed = HOST_COUNTS[group].describe()
     assert f"group `{group}` has {count} hosts; allowed: {allowed}" in text
@@ -60,11 +63,28 @@ def test_validate_refuses_a_count_the_roles_cannot_deploy(
 def test_validate_accepts_every_allowed_count(group, valid_inventory, certs_root, capsys):
     for count in HOST_COUNTS[group].allowed:
         set_hosts(valid_inventory, group, count)
-        code = run(
-            ["--skip-checksum", "validate", str(valid_inventory), "--certs-dir", str(certs_root)]
-        )
-        output = capsys.readouterr()
-        assert code == 0, output.out + output.err
+        if count > 1 and group in NEEDS:
+            set_hosts(valid_inventory, NEEDS[group].other, NEEDS[group].count)
+        code, text = validate(valid_inventory, certs_root, capsys)
+        assert code == 0, text
+
+
+@pytest.mark.parametrize("group", list(NEEDS))
+def test_validate_refuses_a_replicated_group_without_what_it_needs(
+    group, valid_inventory, certs_root, capsys
+):
+    needs = NEEDS[group]
+    set_hosts(valid_inventory, group, 2)
+    set_hosts(valid_inventory, needs.other, 1)
+    code, text = validate(valid_inventory, certs_root, capsys)
+    assert code == 2, text
+    assert (
+        f"group `{group}` has 2 hosts, which needs {needs.count} hosts in group `{needs.other}` "
+        "(found 1)"
+    ) in text
+    assert f"list {needs.count} hosts under `{needs.other}.hosts`, or keep 1 host" in text
+    set_hosts(valid_inventory, needs.other, needs.count)
+    assert validate(valid_inventory, certs_root, capsys)[0] == 0
 
 
 def load_filter():
@@ -78,12 +98,13 @@ def load_filter():
 
 def test_precheck_filter_refuses_what_validate_refuses():
     problems = load_filter()
-    groups = {"all": ["a", "b", "c"], "mail": ["a", "b"], "etcd": ["a"], "proxy": ["a", "b"]}
-    assert problems(groups) == [f"{p.message}; {p.fix}" for p in count_problems(groups)]
-    assert len(problems(groups)) == 1
+    groups = {"all": ["a", "b"], "mail": ["a", "b"], "etcd": ["a"], "redis": ["a", "b"]}
+    assert problems(groups) == [f"{p.message}; {p.fix}" for p in topology_problems(groups)]
+    assert len(problems(groups)) == 2
     assert "group `mail` has 2 hosts" in problems(groups)[0]
-    assert problems(groups, ["etcd"]) == []
-    assert problems({"etcd": ["a"], "ungrouped": []}) == []
+    assert "group `redis` has 2 hosts, which needs 3 hosts in group `etcd`" in problems(groups)[1]
+    assert problems({"etcd": ["a"], "redis": ["a"], "ungrouped": []}) == []
+    assert problems({"etcd": ["a", "b", "c"], "redis": ["a", "b"]}) == []
 
 
 def test_precheck_runs_the_filter_once_before_anything_else():
