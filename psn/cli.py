@@ -451,10 +451,10 @@ def precheck_cmd(servers: deploy.Servers, options: list[str]) -> None:
 @server_command("status")
 def status_cmd(servers: deploy.Servers, _options: list[str]) -> None:
     """Every deployed service of INVENTORY: replicas and health; exit 6 when degraded."""
-    statuses = status.collect(servers)
-    status.render(statuses, out)
-    status.verdict(statuses)
-    out.print(f"[green]✓ all {len(statuses)} services run every replica[/]")
+    report = status.collect(servers)
+    status.render(report, out)
+    status.verdict(report)
+    out.print(f"[green]✓ {status.summary(report)}[/]")
 
 
 @server_command("verify")

@@ -3,6 +3,7 @@
 Expected services are those of the stack files the last deployment wrote on the first manager
 (/opt/poseidon/psn-<stack>-stack.yml); each is compared with the swarm: desired and running
 replicas, an update in progress or paused, and the health of its containers on every server.
+The data stores that run on several hosts are judged member by member (psn/replication.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from psn import run_display
+from psn import replication, run_display
 from psn.deploy import Servers, run_checked
 from psn.errors import DegradedError, DeployError
 
@@ -42,6 +43,14 @@ class ServiceStatus:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class Report:
+    """The services and the replicated data store members, judged."""
+
+    services: list[ServiceStatus]
+    replication: list[replication.MemberState]
 
 
 def expected_services(stacks: Mapping[str, str]) -> dict[str, str]:
@@ -107,7 +116,15 @@ def evaluate(report: Mapping[str, Any]) -> list[ServiceStatus]:
     return statuses
 
 
-def collect(servers: Servers) -> list[ServiceStatus]:
+def judge(report: Mapping[str, Any]) -> Report:
+    """Judge everything the status playbook collected."""
+    return Report(
+        evaluate(report),
+        replication.judge(report.get("replicated") or {}, report.get("replication") or {}),
+    )
+
+
+def collect(servers: Servers) -> Report:
     """Run the read-only status playbook against the inventory's servers and judge the result.
 
     Raises InputError for a bad inventory (nothing runs) and DeployError when the servers could
@@ -122,28 +139,60 @@ def collect(servers: Servers) -> list[ServiceStatus]:
             run_display.render_summary(summary, servers.console)
             raise DeployError(f"Could not read the state of the servers; log: {summary.log_path}")
         report = json.loads(report_path.read_text("utf-8"))
-    return evaluate(report)
+    return judge(report)
 
 
-def render(statuses: list[ServiceStatus], console: Console) -> None:
-    """The table of services."""
+def render(report: Report, console: Console) -> None:
+    """The table of services, then the one of the replicated members (when there are any)."""
     table = Table(title="PSN services", title_justify="left")
     for column in ("service", "replicas", "health", "state"):
         table.add_column(column)
-    for s in statuses:
+    for s in report.services:
         replicas = "-" if s.running is None else f"{s.running}/{s.desired}"
         if s.expected != "global":
             replicas += f" (expected {s.expected})"
         health = ", ".join(f"{n} {k}" for k, n in sorted(s.health.items())) or "-"
-        state = "[green]✓ ok[/]" if s.ok else "[red]✗ " + "; ".join(s.problems) + "[/]"
-        table.add_row(s.name, replicas, health, state)
+        table.add_row(s.name, replicas, health, _mark(s.ok, s.problems))
     console.print(table)
+    if report.replication:
+        table = Table(title="Replication", title_justify="left")
+        for column in ("store", "server", "member", "role", "state"):
+            table.add_column(column)
+        for m in report.replication:
+            table.add_row(
+                replication.STORES[m.store],
+                m.host,
+                m.member,
+                m.state or "-",
+                _mark(m.ok, m.problems),
+            )
+        console.print(table)
 
 
-def verdict(statuses: list[ServiceStatus]) -> None:
-    """Raise DegradedError unless something is deployed and every service is fine."""
+def _mark(ok: bool, problems: list[str]) -> str:
+    return "[green]✓ ok[/]" if ok else "[red]✗ " + "; ".join(problems) + "[/]"
+
+
+def verdict(report: Report) -> None:
+    """Raise DegradedError unless something is deployed, every service is fine and every
+    replicated member is in sync."""
+    statuses = report.services
     bad = [s.name for s in statuses if not s.ok]
+    lagging = [f"{m.member} on {m.host}" for m in report.replication if not m.ok]
     if not statuses:
         raise DegradedError("No PSN stack is deployed (no /opt/poseidon/psn-*-stack.yml)")
+    problems = []
     if bad:
-        raise DegradedError(f"{len(bad)} of {len(statuses)} services degraded: {', '.join(bad)}")
+        problems.append(f"{len(bad)} of {len(statuses)} services degraded: {', '.join(bad)}")
+    if lagging:
+        problems.append(f"replication degraded: {', '.join(lagging)}")
+    if problems:
+        raise DegradedError("; ".join(problems))
+
+
+def summary(report: Report) -> str:
+    """The line `status` ends with when all is well."""
+    line = f"all {len(report.services)} services run every replica"
+    if report.replication:
+        line += f"; {len(report.replication)} replicated members in sync"
+    return line

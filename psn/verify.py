@@ -388,7 +388,7 @@ def check_no_relay(t: Target) -> str:
     return f"relay to a foreign domain without AUTH refused: {reply}"
 
 
-def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
+def run_checks(t: Target, report: status.Report) -> list[Result]:
     """Every check, each independent of the others' failures."""
     results: list[Result] = []
 
@@ -403,6 +403,7 @@ def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
             ok = not detail.startswith("✗ ")
             results.append(Result(name, ok, detail.removeprefix("✗ ")))
 
+    services = report.services
     bad = [s for s in services if not s.ok]
     results.append(
         Result(
@@ -413,6 +414,17 @@ def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
             else "; ".join(f"{s.name}: {', '.join(s.problems)}" for s in bad) or "nothing deployed",
         )
     )
+    if report.replication:
+        lagging = [m for m in report.replication if not m.ok]
+        results.append(
+            Result(
+                "replication",
+                not lagging,
+                f"{len(report.replication)} replicated members in sync"
+                if not lagging
+                else "; ".join(f"{m.member} on {m.host}: {', '.join(m.problems)}" for m in lagging),
+            )
+        )
     web = WebSession(t)
     record("login page", lambda: check_login_page(t, web))
     record("SOGo login", lambda: check_sogo_login(t, web))
@@ -437,9 +449,9 @@ def run_checks(t: Target, services: list[status.ServiceStatus]) -> list[Result]:
 
 
 def verify(servers: Servers) -> list[Result]:
-    """The state of the services (the status playbook), then the client checks."""
-    services = status.collect(servers)
-    return run_checks(target_of(load_inventory(servers.inventory), servers.certs_root), services)
+    """The state of the services and replicas (the status playbook), then the client checks."""
+    report = status.collect(servers)
+    return run_checks(target_of(load_inventory(servers.inventory), servers.certs_root), report)
 
 
 def render(results: list[Result], console: Console) -> None:

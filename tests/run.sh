@@ -3,7 +3,7 @@
 #   ./tests/run.sh            lints, unit tests (stop at their first failure), then the image and
 #                             end-to-end tests (starts a Docker engine; CI runs this)
 #   ./tests/run.sh --fast     lints and unit tests only: no Docker, no browser, a few minutes
-#   ./tests/run.sh ARGS...    lints, then pytest ARGS (e.g. tests/e2e/test_registry.py -m e2e)
+#   ./tests/run.sh ARGS...    lints, then pytest ARGS (e.g. tests/e2e/test_cluster.py -m e2e)
 # As root it installs the Debian packages the tests need; the Python ones go into .venv.
 set -euo pipefail
 

@@ -62,7 +62,7 @@ def test_everything_running_is_ok():
     assert all(s.ok for s in statuses), [s.problems for s in statuses]
     assert by_name(statuses)["psn-ldap_ldap"].health == {"healthy": 1}
     assert by_name(statuses)["psn-monitoring_node-exporter"].health == {"no check": 2}
-    status.verdict(statuses)  # does not raise
+    status.verdict(status.judge(report()))  # does not raise
 
 
 def test_missing_and_short_services_are_degraded():
@@ -80,7 +80,7 @@ def test_missing_and_short_services_are_degraded():
     assert statuses["psn-etcd_etcd"].problems == ["0 of 1 replicas running"]
     assert statuses["psn-monitoring_node-exporter"].problems == ["1 of 2 replicas running"]
     with pytest.raises(DegradedError, match="3 of 3 services degraded"):
-        status.verdict(list(statuses.values()))
+        status.verdict(status.Report(list(statuses.values()), []))
 
 
 def test_scaled_paused_and_unhealthy_are_reported():
@@ -116,12 +116,12 @@ def test_a_server_that_did_not_answer_makes_everything_uncertain():
 
 def test_nothing_deployed_is_not_healthy():
     with pytest.raises(DegradedError, match="No PSN stack is deployed"):
-        status.verdict(status.evaluate(report(stacks={}, services=[])))
+        status.verdict(status.judge(report(stacks={}, services=[])))
 
 
 def test_table_names_each_problem():
     console = Console(record=True, width=200)
-    status.render(status.evaluate(report(services=["psn-etcd_etcd\treplicated\t0/1"])), console)
+    status.render(status.judge(report(services=["psn-etcd_etcd\treplicated\t0/1"])), console)
     text = console.export_text()
     assert "psn-etcd_etcd" in text and "0/1 (expected 1)" in text
     assert "✗ 0 of 1 replicas running" in text

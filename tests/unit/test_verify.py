@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from psn import dns, pinned, verify
+from psn import dns, pinned, status, verify
 from psn.errors import InputError
 from psn.inventory import load_inventory, yaml_round_trip
 
@@ -94,7 +94,7 @@ def test_every_check_reports_its_own_failure(monkeypatch: pytest.MonkeyPatch) ->
     target = _target({})
     target.web_address = target.mail_address = "127.0.0.1"
     monkeypatch.setattr(pinned, "TIMEOUT", 2)
-    results = verify.run_checks(target, [])
+    results = verify.run_checks(target, status.Report([], []))
     assert [r.name for r in results][:2] == ["services", "login page"]
     assert len(results) == 13 and not any(r.ok for r in results)
     assert all(r.detail for r in results)

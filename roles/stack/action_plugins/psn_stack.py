@@ -249,6 +249,7 @@ class ActionModule(ActionBase):
             deploy=[f"psn-{name}_{s}" for s in planned.deploy],
             remove=planned.remove,
             stack_file=path,
+            stack_file_content=content,
             changed=planned.changed or content != previous,
         )
         if self._task.diff and planned.changed:
