@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import json
 import shlex
 import smtplib
 import socket
@@ -125,6 +126,8 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     milters = in_task(lab, "psn-mail_postfix", "postconf -h smtpd_milters non_smtpd_milters")
     # Postfix and Rspamd share the mail host: the milter's unix socket, not TCP.
     assert milters.split() == ["unix:/run/psn-milter/rspamd.sock", "$smtpd_milters"], milters
+    transport = in_task(lab, "psn-mail_postfix", "postconf -h virtual_transport")
+    assert transport.strip() == "lmtp:unix:/run/psn-lmtp/lmtp", transport  # Dovecot's socket
     maps = in_task(
         lab, "psn-mail_postfix",
         "postconf -h virtual_mailbox_domains virtual_mailbox_maps virtual_alias_maps"
@@ -407,10 +410,26 @@ def test_always_bcc_by_the_guides_procedure(lab, address, tls, admin_password, u
         lab.ssh(server, f"printf %s {shlex.quote(original)} > {main_cf} && {update}")
 
 
-def test_postfix_keeps_its_queue_directory_across_a_new_task(lab):
-    """Postfix's queue lives on the named volume psn-postfix-queue: what is in the queue
-    directory survives a forced update of the service (a new task, as a certificate change or
-    an upgrade makes)."""
+def queued(lab) -> dict[str, dict]:
+    """Postfix's queue (postqueue -j) by queue ID."""
+    listing = in_task(lab, "psn-mail_postfix", "postqueue -j")
+    return {entry["queue_id"]: entry for entry in map(json.loads, listing.splitlines())}
+
+
+def wait_until(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s"
+        time.sleep(2)
+
+
+def test_mail_waits_in_the_queue_while_dovecot_is_down_and_survives_a_new_postfix_task(
+    lab, address, tls, admin_password
+):
+    """Dovecot stopped: port 25 still accepts mail for a mailbox, Postfix defers it (not a bounce)
+    and keeps it on the named volume psn-postfix-queue through a forced update of its service (a
+    new task, as a certificate change or an upgrade makes); Dovecot back, the same message is
+    delivered once."""
     [server] = lab.servers
     mounts = lab.ssh(
         server,
@@ -418,12 +437,45 @@ def test_postfix_keeps_its_queue_directory_across_a_new_task(lab):
         "'{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}{{.Source}}:{{.Target}} {{end}}'",
     )
     assert "psn-postfix-queue:/var/spool/postfix" in mounts.split()
-    marker = f"/var/spool/postfix/psn-e2e-{uuid.uuid4().hex[:8]}"
-    old = task_container(lab, "psn-mail_postfix")
-    in_task(lab, "psn-mail_postfix", f"echo kept > {marker}")
+    subject = f"e2e queued {uuid.uuid4().hex[:8]}"
+    sender = f"queued-{uuid.uuid4().hex[:8]}@sender.test"
+    lab.ssh(server, "docker service scale -d psn-mail_dovecot=0")
     try:
+        wait_until(
+            "the Dovecot container stopped",
+            lambda: (
+                not lab.ssh(
+                    server,
+                    "docker ps -q --filter label=com.docker.swarm.service.name=psn-mail_dovecot",
+                ).strip()
+            ),
+            60,
+        )
+        with smtp_25(address) as smtp:
+            assert smtp.send_message(message(sender, ADMIN, subject)) == {}
+
+        def deferred() -> dict[str, dict]:
+            return {
+                qid: entry
+                for qid, entry in queued(lab).items()
+                if entry["sender"] == sender and entry["queue_name"] == "deferred"
+            }
+
+        wait_until("Postfix deferred the message", deferred, 60)
+        before = deferred()
+        reasons = [r.get("delay_reason", "") for e in before.values() for r in e["recipients"]]
+        assert all("/run/psn-lmtp/lmtp" in r for r in reasons), reasons
+        old = task_container(lab, "psn-mail_postfix")
         lab.ssh(server, "docker service update psn-mail_postfix --force --with-registry-auth -q")
         assert task_container(lab, "psn-mail_postfix") != old
-        assert in_task(lab, "psn-mail_postfix", f"cat {marker}").strip() == "kept"
+        assert set(before) <= set(queued(lab)), "the queue was lost with the old task"
     finally:
-        in_task(lab, "psn-mail_postfix", f"rm -f {marker}")
+        lab.ssh(server, "docker service scale psn-mail_dovecot=1")
+
+    def flushed() -> bool:
+        in_task(lab, "psn-mail_postfix", "postqueue -f")
+        return not set(before) & set(queued(lab))
+
+    wait_until("Postfix delivered its queue to Dovecot", flushed, 120)
+    assert wait_for_subject(address, tls, ADMIN, admin_password, subject)
+    assert count_subject(address, tls, ADMIN, admin_password, subject) == 1
