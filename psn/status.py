@@ -1,13 +1,15 @@
 """`deploy_psn status`: the guide's `docker service ls | grep psn` check, judged.
 
-Expected services are those of the stack files the last deployment wrote on the first manager
-(/opt/poseidon/psn-<stack>-stack.yml); each is compared with the swarm: desired and running
-replicas, an update in progress or paused, and the health of its containers on every server.
+Expected services are those of the stack files the last deployment wrote on every server
+(/opt/poseidon/psn-<stack>-stack.yml), read from the first manager that answered; each is
+compared with the swarm: desired and running replicas, an update in progress or paused, and the
+health of its containers on every server.
 The data stores that run on several hosts are judged member by member (psn/replication.py).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from collections.abc import Mapping
@@ -116,6 +118,34 @@ def evaluate(report: Mapping[str, Any]) -> list[ServiceStatus]:
     return statuses
 
 
+def assemble(collected: Mapping[str, Any]) -> dict[str, Any]:
+    """The report to judge, from what every server answered (playbooks/status.yml).
+
+    Services and stack files come from the first server that answered as a manager, one that
+    holds stack files first (a manager added since the last deployment has none), so that any
+    one lost server, the first included, leaves a report; containers and replication state come
+    from every server (None: it did not answer).
+    """
+    answers: Mapping[str, Mapping[str, Any]] = collected.get("answers") or {}
+    managers = [host for host, answer in answers.items() if answer.get("manager")]
+    manager = next((h for h in managers if answers[h].get("stacks")), None) or next(
+        iter(managers), ""
+    )
+    chosen = answers.get(manager, {})
+    return {
+        "manager": manager,
+        "stacks": {
+            path: base64.b64decode(content).decode("utf-8")
+            for path, content in sorted((chosen.get("stacks") or {}).items())
+        },
+        "services": chosen.get("services", []),
+        "updates": chosen.get("updates", []),
+        "containers": {host: answer.get("containers") for host, answer in answers.items()},
+        "replicated": collected.get("replicated") or {},
+        "replication": {host: answer.get("replication") for host, answer in answers.items()},
+    }
+
+
 def judge(report: Mapping[str, Any]) -> Report:
     """Judge everything the status playbook collected."""
     return Report(
@@ -138,8 +168,8 @@ def collect(servers: Servers) -> Report:
         if not summary.succeeded or not report_path.is_file():
             run_display.render_summary(summary, servers.console)
             raise DeployError(f"Could not read the state of the servers; log: {summary.log_path}")
-        report = json.loads(report_path.read_text("utf-8"))
-    return judge(report)
+        collected = json.loads(report_path.read_text("utf-8"))
+    return judge(assemble(collected))
 
 
 def render(report: Report, console: Console) -> None:

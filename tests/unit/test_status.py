@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from rich.console import Console
 
@@ -117,6 +119,46 @@ def test_a_server_that_did_not_answer_makes_everything_uncertain():
 def test_nothing_deployed_is_not_healthy():
     with pytest.raises(DegradedError, match="No PSN stack is deployed"):
         status.verdict(status.judge(report(stacks={}, services=[])))
+
+
+def answer(*, manager: bool, stacks: dict[str, str], services: list[str]) -> dict:
+    """One server's answer to playbooks/status.yml (stack files base64, as slurp reads them)."""
+    return {
+        "manager": manager,
+        "stacks": {path: base64.b64encode(text.encode()).decode() for path, text in stacks.items()},
+        "services": services,
+        "updates": [],
+        "containers": [],
+        "replication": None,
+    }
+
+
+def test_the_services_come_from_the_first_manager_holding_stack_files():
+    etcd = {"/opt/poseidon/psn-etcd-stack.yml": STACKS["/opt/poseidon/psn-etcd-stack.yml"]}
+    collected = {
+        "answers": {
+            "node1": answer(manager=False, stacks=STACKS, services=[]),  # a worker
+            "node2": answer(manager=True, stacks={}, services=["new\treplicated\t1/1"]),
+            "node3": answer(manager=True, stacks=etcd, services=["psn-etcd_etcd\treplicated\t1/1"]),
+            "node4": {"manager": False, "containers": None},  # did not answer
+        },
+        "replicated": {},
+    }
+    report = status.assemble(collected)
+    assert report["manager"] == "node3"
+    assert report["stacks"] == etcd
+    assert report["services"] == ["psn-etcd_etcd\treplicated\t1/1"]
+    assert report["containers"] == {"node1": [], "node2": [], "node3": [], "node4": None}
+    del collected["answers"]["node3"]
+    assert status.assemble(collected)["manager"] == "node2"  # no manager holds stack files
+
+
+def test_no_manager_answering_leaves_nothing_to_compare():
+    collected = {"answers": {"node1": {"manager": False, "containers": None}}}
+    report = status.assemble(collected)
+    assert report["manager"] == "" and report["stacks"] == {} and report["services"] == []
+    with pytest.raises(DegradedError, match="No PSN stack is deployed"):
+        status.verdict(status.judge(report))
 
 
 def test_table_names_each_problem():
