@@ -2,13 +2,15 @@
 
 Each server runs playbooks/files/replication-state.sh for the members it holds and answers with
 one section per member ("### <store> <member>", then what the member said: etcdctl's endpoint
-status and member list, Patroni's /cluster, Redis' INFO replication, Sentinel's master entry).
+status and member list, Patroni's /cluster, Redis' INFO replication, Sentinel's master entry,
+389-ds' replication agreements).
 Every member is judged from its own answer, so each ✗ names the server it concerns.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ STORES = {
     "postgres": "PostgreSQL",
     "redis": "Redis",
     "sentinel": "Redis Sentinel",
+    "ldap": "389-ds",
 }
 # A replica further behind than this is reported (Patroni's lag is in bytes of WAL).
 MAX_LAG_BYTES = 16 * 1024 * 1024
@@ -157,6 +160,28 @@ def _sentinel(
         state.problems.append(f"sees {others} of {len(sentinels) - 1} other Sentinels")
 
 
+def _ldap(state: MemberState, answer: str, expected: Mapping[str, str]) -> None:
+    """A supplier needs an agreement to every other member whose last session succeeded
+    ("Error (0) ..."; a refused or failing session has another code)."""
+    agreements: dict[str, str] = {}
+    for entry in answer.split("\n\n"):
+        attrs = dict(line.split(": ", 1) for line in entry.splitlines() if ": " in line)
+        if "nsDS5ReplicaHost" in attrs:
+            agreements[attrs["nsDS5ReplicaHost"]] = attrs.get("nsds5replicaLastUpdateStatus", "")
+    if "dn: " not in answer:
+        state.problems.append(f"no answer from 389-ds: {answer[:200]}")
+        return
+    peers = sorted(set(expected.values()) - {state.member})
+    state.state = "supplier, to " + ", ".join(peers)
+    for peer in peers:
+        if peer not in agreements:
+            state.problems.append(f"no replication agreement to {peer}")
+            continue
+        code = re.match(r"Error \((-?\d+)\)", agreements[peer])
+        if not code or code.group(1) != "0":
+            state.problems.append(f"to {peer}: {agreements[peer] or 'no status'}")
+
+
 def _cross_check(states: list[MemberState]) -> None:
     """Redis members and Sentinels must name one primary."""
     named = {s.primary for s in states if s.store == "sentinel" and s.primary}
@@ -178,6 +203,7 @@ def judge(
         "postgres": lambda s, a: _postgres(s, a, members["postgres"]),
         "redis": lambda s, a: _redis(s, a, members["redis"]),
         "sentinel": lambda s, a: _sentinel(s, a, members["redis"], members["sentinel"]),
+        "ldap": lambda s, a: _ldap(s, a, members["ldap"]),
     }
     states = []
     for store, host, member in _replicated(members):

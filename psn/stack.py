@@ -36,6 +36,7 @@ SERVICE_KEYS = {
     "mode": "replicated or global",
     "hostname": "container host name",
     "networks": "overlay networks",
+    "aliases": "other names of its tasks on its networks",
     "command": "command list",
     "user": "user of the container",
     "environment": "variables (never a secret)",
@@ -199,6 +200,11 @@ def check_service_map(
         host = svc.get("host")
         if host and group in groups and host not in groups[group]:
             bad(name, "host", f"{host!r} is not a host of group {group}")
+        aliases = svc.get("aliases") or []
+        if not isinstance(aliases, list) or not all(
+            isinstance(a, str) and NAME.match(a) for a in aliases
+        ):
+            bad(name, "aliases", f"{aliases!r}: a list of lower-case names")
         if svc.get("mode", "replicated") not in ("replicated", "global"):
             bad(name, "mode", f"{svc['mode']!r}: replicated or global")
         for key, (allowed, required) in ITEM_KEYS.items():
@@ -271,7 +277,11 @@ def _service(name: str, svc: Mapping[str, Any], inputs: StackInputs) -> dict[str
         out["user"] = str(svc["user"])
     out["environment"] = dict(svc.get("environment") or {})
     out["labels"] = {CONFIG_LABEL: inputs.config_hashes[name]}
-    out["networks"] = list(svc.get("networks", inputs.networks))
+    networks = list(svc.get("networks", inputs.networks))
+    if svc.get("aliases"):
+        out["networks"] = {n: {"aliases": list(svc["aliases"])} for n in networks}
+    else:
+        out["networks"] = networks
     if svc.get("ports"):
         out["ports"] = [
             {

@@ -30,7 +30,7 @@ HOST_COUNTS: dict[str, HostCount] = {
     "etcd": HostCount((1, 3), "etcd keeps a quorum through one loss with 3 members"),
     "postgres": HostCount((1, 2), "PostgreSQL runs alone or as a Patroni primary/replica pair"),
     "redis": HostCount((1, 2, 3), "Redis runs alone or as a primary with replicas under Sentinel"),
-    "ldap": HostCount((1,), "this release runs 389-ds without replication"),
+    "ldap": HostCount((1, 2), "389-ds runs alone or as a pair of two-way suppliers"),
     "mail": HostCount((1,), "this release runs Dovecot without dsync replication"),
     "backend": HostCount((1,), "this release runs SOGo and the PSN API on one host"),
     "syslog": HostCount((1,), "the central log directory lives on one host"),

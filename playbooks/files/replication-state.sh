@@ -1,7 +1,7 @@
 #!/bin/sh
 # Read-only: the replication state of the data store members this server runs, for
 # `deploy_psn status` (psn/replication.py reads it). Arguments: <store>=<member> for each
-# (stores: etcd, postgres, redis, sentinel). Per member a line "### <store> <member>", then what
+# (stores: etcd, postgres, redis, sentinel, ldap). Per member a line "### <store> <member>", then what
 # the member answered; nothing when its container is not running here.
 set -u
 for arg in "$@"; do
@@ -31,6 +31,13 @@ for arg in "$@"; do
         sentinel)
             docker exec "$cid" sh -c 'exec redis-cli -p "${PSN_REDIS_SENTINEL_PORT:-26379}" \
                 SENTINEL master "${PSN_REDIS_MASTER_NAME:-psn}"' 2>&1
+            ;;
+        ldap)
+            # Over the instance's LDAPI socket: the container's user binds as Directory Manager.
+            docker exec "$cid" ldapsearch -Q -LLL -o ldif-wrap=no -o nettimeout=5 -Y EXTERNAL \
+                -H ldapi://%2fdata%2frun%2fslapd-localhost.socket -b 'cn=mapping tree,cn=config' \
+                '(objectClass=nsds5replicationagreement)' nsDS5ReplicaHost \
+                nsds5replicaLastUpdateStatus 2>&1
             ;;
     esac
     echo

@@ -3,18 +3,21 @@
 All three servers are Swarm managers; server 1 carries every standalone role and the registry,
 the etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3), the postgres group servers 1
 and 2 (psn-postgres_postgres1/2 under Patroni, psn-postgres_haproxy on both), the redis group
-servers 1 and 2 (psn-redis_redis1/2) with a Sentinel on each etcd host. A small image archive
+servers 1 and 2 (psn-redis_redis1/2) with a Sentinel on each etcd host, the ldap group servers 1
+and 2 (psn-ldap_ldap1/2, two-way 389-ds suppliers). A small image archive
 stands in for the distribution's. After the first run: the registry answers over TLS of the
 installation-internal CA and the other servers pull from it (nothing pushed, a second registry
 run unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is
 refused before anything is copied); one etcd member per server, pinned to its host, peers on TLS
 refusing a peer without a certificate of the internal CA; Patroni has a leader and a synchronous
 replica and the PSN user writes through HAProxy; Redis has a primary, a replica and three
-Sentinels; `status` shows every replicated member in sync; a second run restarts nothing. Then
+Sentinels; an entry added on either 389-ds supplier is read on the other; `status` shows every
+replicated member in sync; a second run restarts nothing. Then
 the drills: a server loses power and etcd keeps taking writes, the returning member catching up
 by itself; the server of Redis' and PostgreSQL's primaries loses power: both take writes again
-within 30 s with no acknowledged row lost, `status` names the lost server, and the old primaries
-return as replicas; a run afterwards restarts nothing.
+within 30 s with no acknowledged row lost, the surviving 389-ds supplier takes writes and answers
+as "ldap", `status` names the lost server, and the old primaries return as replicas, the lost
+supplier with the entry written meanwhile; a run afterwards restarts nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from e2e_helpers import (
     DOMAIN,
     VERSION,
@@ -45,9 +49,9 @@ from psn.names import default_domain
 
 pytestmark = pytest.mark.e2e
 
-ARCHIVE_IMAGES = ("registry", "etcd", "patroni", "haproxy", "redis")
+ARCHIVE_IMAGES = ("registry", "etcd", "patroni", "haproxy", "redis", "ldap")
 ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
-TAGS = ",".join((*ROLES, "etcd", "postgres", "redis"))
+TAGS = ",".join((*ROLES, "etcd", "postgres", "redis", "ldap"))
 MEMBERS = ("etcd1", "etcd2", "etcd3")
 PEER_PORT = 2380
 ENDPOINTS = ",".join(f"http://{m}:2379" for m in MEMBERS)
@@ -60,6 +64,9 @@ PG_WRITES_BACK = 30  # seconds until writes work again after the primary's serve
 REDIS_MEMBERS = ("redis1", "redis2")
 SENTINELS = ("redis-sentinel1", "redis-sentinel2", "redis-sentinel3")
 REDIS_WRITES_BACK = 30  # seconds until Redis takes writes again after its primary's server died
+LDAP_MEMBERS = ("ldap1", "ldap2")
+LDAPI = "ldapi://%2fdata%2frun%2fslapd-localhost.socket"  # SASL EXTERNAL: Directory Manager
+LDAP_REPLICATED = 10  # seconds for a write on one 389-ds supplier to be read on the other
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +89,7 @@ def workdir(tmp_path_factory) -> Path:
 
 def cluster_inventory(path: Path, lab) -> Path:
     """The template inventory with server 1 in every group, all three in etcd, 1 and 2 in
-    postgres and redis."""
+    postgres, redis and ldap."""
 
     def cluster(doc) -> None:
         db = doc["all"]["children"]["db"]["children"]
@@ -91,6 +98,7 @@ def cluster_inventory(path: Path, lab) -> Path:
             s.name: {"volume_device_postgres": "False"} for s in lab.servers[:2]
         }
         db["redis"]["hosts"] = {s.name: None for s in lab.servers[:2]}
+        db["ldap"]["hosts"] = {s.name: None for s in lab.servers[:2]}
 
     return write_inventory(path, lab, cluster)
 
@@ -559,6 +567,58 @@ def test_redis_has_a_primary_a_replica_and_three_sentinels(lab, first_run):
     assert "READONLY" in redis(lab, second, "redis2", "SET psn:e2e:written-on redis2")
 
 
+def ldap_shell(lab, member: str, script: str, server=None) -> tuple[int, str]:
+    """`script` in the 389-ds member's container ($LDAPBASE is the base DN there)."""
+    return shell_in(
+        lab, server or lab.servers[LDAP_MEMBERS.index(member)], f"psn-ldap_{member}", script
+    )
+
+
+def ldap_add_person(lab, member: str, uid: str, server=None) -> None:
+    ldif = (
+        f"dn: uid={uid},ou=People,$LDAPBASE\\nobjectClass: inetOrgPerson\\ncn: {uid}\\nsn: e2e\\n"
+    )
+    code, out = ldap_shell(
+        lab, member, f'printf "{ldif}" | ldapadd -Q -Y EXTERNAL -H {LDAPI}', server
+    )
+    assert code == 0, out
+
+
+def ldap_has_person(lab, member: str, uid: str) -> bool:
+    code, out = ldap_shell(
+        lab, member, f"ldapsearch -Q -LLL -Y EXTERNAL -H {LDAPI} '(uid={uid})' dn"
+    )
+    return code == 0 and f"uid={uid}," in out
+
+
+def test_the_directory_pair_replicates_both_ways(lab, first_run):
+    """Both 389-ds members are suppliers: an entry added on either is read on the other within
+    seconds; the provisioned tree came to ldap2 by replication (cn=Manager binds there); both
+    answer to the clients' name "ldap"."""
+    for origin, other in (LDAP_MEMBERS, reversed(LDAP_MEMBERS)):
+        uid = f"e2e-from-{origin}-{int(time.time())}"
+        ldap_add_person(lab, origin, uid)
+        seconds = wait_for(
+            f"the entry added on {origin} to be read on {other}",
+            lambda uid=uid, other=other: ldap_has_person(lab, other, uid),
+            LDAP_REPLICATED,
+            interval=0.2,
+        )
+        print(f"\n{origin} -> {other}: {seconds:.1f}s")
+    password = yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
+        "ds389_manager_user"
+    ]
+    code, out = ldap_shell(
+        lab,
+        "ldap2",
+        "ldapwhoami -x -H ldap://127.0.0.1:3389 -D cn=Manager,$LDAPBASE"
+        f" -w {shlex.quote(password)}",
+    )
+    assert code == 0 and "dn: cn=manager" in out.lower(), out
+    code, out = ldap_shell(lab, "ldap1", "getent ahostsv4 ldap | awk '{print $1}' | sort -u")
+    assert code == 0 and len(out.split()) == 2, f"ldap resolves to {out!r}, not both members"
+
+
 def replicated_rows(lab) -> list[tuple[str, str, str]]:
     """(store, server, member) of every row `status` shows in its replication table."""
     return [
@@ -566,6 +626,7 @@ def replicated_rows(lab) -> list[tuple[str, str, str]]:
         *(("PostgreSQL", s.name, m) for s, m in zip(lab.servers, PG_MEMBERS, strict=False)),
         *(("Redis", s.name, m) for s, m in zip(lab.servers, REDIS_MEMBERS, strict=False)),
         *(("Redis Sentinel", s.name, m) for s, m in zip(lab.servers, SENTINELS, strict=True)),
+        *(("389-ds", s.name, m) for s, m in zip(lab.servers, LDAP_MEMBERS, strict=False)),
     ]
 
 
@@ -625,7 +686,8 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
 ):
     """The server of Redis' primary loses power with PostgreSQL's primary on it (Patroni is
     switched over there first: a forced Sentinel failover would hold back the next one for
-    twice its failover timeout)."""
+    twice its failover timeout) and one of the two 389-ds suppliers: the other takes writes and
+    the returning one receives them."""
     lost = lab.servers[REDIS_MEMBERS.index(redis_primary(lab, lab.servers[0]))]
     members = patroni_cluster(lab, lab.servers[0])
     [leader] = [name for name, m in members.items() if m["role"] == "leader"]
@@ -635,6 +697,9 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
     survivor = lab.servers[1 - PG_MEMBERS.index(leader)]
     redis_lost = REDIS_MEMBERS[lab.servers.index(lost)]
     redis_survivor = REDIS_MEMBERS[lab.servers.index(survivor)]
+    ldap_lost = LDAP_MEMBERS[lab.servers.index(lost)]
+    ldap_survivor = LDAP_MEMBERS[lab.servers.index(survivor)]
+    ldap_uid = f"e2e-while-down-{int(time.time())}"
     for i in range(1, 51):
         assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
     etc = emulated.power_off(lost)
@@ -658,6 +723,16 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         assert back["Redis"] <= REDIS_WRITES_BACK
         for i in range(52, 101):
             assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
+        # The directory: the surviving supplier takes writes; its clients' name still answers.
+        ldap_add_person(lab, ldap_survivor, ldap_uid)
+        started = time.monotonic()
+        code, out = ldap_shell(
+            lab,
+            ldap_survivor,
+            "ldapsearch -x -LLL -o nettimeout=5 -H ldap://ldap:3389 -b '' -s base vendorName",
+        )
+        assert code == 0 and "vendorName" in out, out
+        print(f"ldap://ldap answered in {time.monotonic() - started:.1f}s with {lost.name} down")
         res = deploy_psn("status", first_run, certs_root, workdir / "status-down")
         assert res.returncode == 6, res.stdout + res.stderr
         etcd_member = MEMBERS[lab.servers.index(lost)]
@@ -688,6 +763,15 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
 
     seconds = wait_for(f"{leader} on {lost.name} to return as a replica", rejoined, 180)
     print(f"{leader} streaming again as a replica {seconds:.0f}s after power-on")
+
+    def caught_up() -> bool:
+        try:
+            return ldap_has_person(lab, ldap_lost, ldap_uid)
+        except (AssertionError, emulated.EmulationError):
+            return False  # its container is not running yet
+
+    seconds = wait_for(f"{ldap_lost} to receive the entry added while it was down", caught_up, 180)
+    print(f"{ldap_lost} caught up {seconds:.0f}s after power-on")
 
 
 def test_a_run_after_the_server_came_back_restarts_nothing(

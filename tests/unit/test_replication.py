@@ -1,6 +1,6 @@
 """`deploy_psn status` judging the replicated data stores member by member (psn/replication.py),
 from what replication-state.sh printed on three emulated servers of tests/e2e/test_cluster.py
-(etcd on all three, Patroni and Redis on 1 and 2, Sentinels on all three)."""
+(etcd on all three, Patroni, Redis and 389-ds on 1 and 2, Sentinels on all three)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ MEMBERS = {
         "node2": "redis-sentinel2",
         "node3": "redis-sentinel3",
     },
+    "ldap": {"node1": "ldap1", "node2": "ldap2"},
 }
 
 
@@ -35,7 +36,7 @@ def states(found: dict[str, str | None]) -> dict[tuple[str, str], replication.Me
 
 def test_a_healthy_cluster_is_in_sync():
     found = states(answers())
-    assert len(found) == 10
+    assert len(found) == 12
     assert all(s.ok for s in found.values()), {k: s.problems for k, s in found.items()}
     assert found["etcd", "node1"].state == "3 members, leader etcd3"
     assert found["postgres", "node2"].state == "leader"
@@ -43,6 +44,7 @@ def test_a_healthy_cluster_is_in_sync():
     assert found["redis", "node1"].state == "primary, 1 replica(s)"
     assert found["redis", "node2"].state == "replica of redis1"
     assert found["sentinel", "node3"].state == "primary redis1"
+    assert found["ldap", "node2"].state == "supplier, to ldap1"
 
 
 def test_a_server_that_does_not_answer_is_named_for_each_of_its_members():
@@ -94,6 +96,22 @@ def test_no_leader_lag_and_split_primaries_are_reported():
     ]
     assert "the Sentinels name different primaries: redis1, redis2" in bad[("sentinel", "node3")]
     assert bad[("redis", "node2")][0] == "0 of 1 replicas connected"
+
+
+def test_a_failing_or_missing_389ds_agreement_is_reported():
+    found = answers()
+    node1, node2 = found["node1"], found["node2"]
+    assert node1 and node2
+    found["node1"] = node1.replace(
+        "Error (0) Replica acquired successfully: Incremental update succeeded",
+        "Error (-1) Problem connecting to replica - LDAP error: Can't contact LDAP server",
+    )
+    found["node2"] = node2.replace("nsDS5ReplicaHost: ldap1", "nsDS5ReplicaHost: ldap3")
+    bad = {k: s.problems for k, s in states(found).items() if not s.ok}
+    assert bad[("ldap", "node1")] == [
+        "to ldap2: Error (-1) Problem connecting to replica - LDAP error: Can't contact LDAP server"
+    ]
+    assert bad[("ldap", "node2")] == ["no replication agreement to ldap1"]
 
 
 def test_a_standalone_store_is_not_judged():

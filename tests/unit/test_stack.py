@@ -108,6 +108,7 @@ def test_a_valid_map_has_no_problems():
             "Bad Name: a service name",
         ),
         (lambda m: m["ldap"].update(binds={"source": "/x"}), "ldap.binds: a list, not dict"),
+        (lambda m: m["ldap"].update(aliases="ldap"), "ldap.aliases: 'ldap': a list of"),
     ],
 )
 def test_map_problems_name_role_service_and_key(change, expected):
@@ -246,6 +247,17 @@ def test_spec_hash_label_is_the_hash_of_the_rest_of_the_service():
         without = copy.deepcopy(svc)
         label = without["deploy"]["labels"].pop(stack.SPEC_LABEL)
         assert label == stack.spec_hash(without)
+
+
+def test_aliases_name_the_service_on_each_of_its_networks():
+    services = service_map()
+    services["ldap"].update(networks=["psn-db", "psn-mail"], aliases=["directory"])
+    doc = stack.compose_document(inputs(services))
+    assert doc["services"]["ldap"]["networks"] == {
+        "psn-db": {"aliases": ["directory"]},
+        "psn-mail": {"aliases": ["directory"]},
+    }
+    assert doc["services"]["postfix"]["networks"] == ["psn-db"]  # no alias: a plain list
 
 
 def test_global_mode_has_no_replicas_and_host_pins_to_one_node():
