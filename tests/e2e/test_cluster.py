@@ -1,32 +1,38 @@
 """The cluster topology on three emulated Debian 12 servers, deployed with ./deploy_psn.sh.
 
-All three servers are Swarm managers; server 1 carries every standalone role and the registry,
-the etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3), the postgres group servers 1
-and 2 (psn-postgres_postgres1/2 under Patroni, psn-postgres_haproxy on both), the redis group
-servers 1 and 2 (psn-redis_redis1/2) with a Sentinel on each etcd host, the ldap group servers 1
-and 2 (psn-ldap_ldap1/2, two-way 389-ds suppliers). A small image archive
+All three servers are Swarm managers; server 1 carries every standalone role and the registry, the
+etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3), the postgres group servers 1 and 2
+(psn-postgres_postgres1/2 under Patroni, psn-postgres_haproxy on both), the redis group servers 1
+and 2 (psn-redis_redis1/2) with a Sentinel on each etcd host, the ldap group servers 1 and 2
+(psn-ldap_ldap1/2, two-way 389-ds suppliers), the mail stack on server 1. A small image archive
 stands in for the distribution's. After the first run: the registry answers over TLS of the
-installation-internal CA and the other servers pull from it (nothing pushed, a second registry
-run unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is
+installation-internal CA and the other servers pull from it (nothing pushed, a second registry run
+unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is
 refused before anything is copied); one etcd member per server, pinned to its host, peers on TLS
 refusing a peer without a certificate of the internal CA; Patroni has a leader and a synchronous
 replica and the PSN user writes through HAProxy; Redis has a primary, a replica and three
-Sentinels; an entry added on either 389-ds supplier is read on the other; `status` shows every
-replicated member in sync; a second run restarts nothing. Then
-the drills: a server loses power and etcd keeps taking writes, the returning member catching up
-by itself; the server of Redis' and PostgreSQL's primaries loses power: both take writes again
-within 30 s with no acknowledged row lost, the surviving 389-ds supplier takes writes and answers
-as "ldap", `status` names the lost server, and the old primaries return as replicas, the lost
-supplier with the entry written meanwhile; a run afterwards restarts nothing.
+Sentinels; an entry added on either 389-ds supplier is read on the other; a mail accepted on port
+25 reaches its mailbox through the directory pair; `status` shows every replicated member in sync;
+a second run restarts nothing. Then the drills: a server loses power and etcd keeps taking writes,
+the returning member catching up by itself; the server of Redis' and PostgreSQL's primaries loses
+power: both take writes again within 30 s with no acknowledged row lost, the surviving 389-ds
+supplier takes writes and answers as "ldap", `status` names the lost server, and the old primaries
+return as replicas, the lost supplier with the entry written meanwhile; a run afterwards restarts
+nothing.
 """
 
 from __future__ import annotations
 
+import imaplib
 import json
 import re
 import shlex
+import smtplib
+import ssl
 import tarfile
 import time
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
@@ -49,9 +55,14 @@ from psn.names import default_domain
 
 pytestmark = pytest.mark.e2e
 
-ARCHIVE_IMAGES = ("registry", "etcd", "patroni", "haproxy", "redis", "ldap")
+ARCHIVE_IMAGES = (
+    *("registry", "etcd", "patroni", "haproxy", "redis", "ldap"),
+    *("postfix", "dovecot", "rspamd", "clamav"),
+)
 ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
-TAGS = ",".join((*ROLES, "etcd", "postgres", "redis", "ldap"))
+TAGS = ",".join((*ROLES, "etcd", "postgres", "redis", "ldap", "mail"))
+# ClamAV's databases: the image tests' own (the public mirror is unreachable).
+CLAMAV_TEST_DB = Path(__file__).parents[1] / "images" / "fixtures" / "clamav" / "db"
 MEMBERS = ("etcd1", "etcd2", "etcd3")
 PEER_PORT = 2380
 ENDPOINTS = ",".join(f"http://{m}:2379" for m in MEMBERS)
@@ -104,7 +115,14 @@ def cluster_inventory(path: Path, lab) -> Path:
 
 
 def run(inventory: Path, certs_root: Path, log_dir: Path, archive: Path):
-    return deploy(inventory, certs_root, log_dir, TAGS, "-e", f"docker_registry__archive={archive}")
+    return deploy(
+        inventory,
+        certs_root,
+        log_dir,
+        TAGS,
+        *("-e", f"docker_registry__archive={archive}"),
+        *("-e", f"mail__clamav_databases_dir={CLAMAV_TEST_DB}"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -617,6 +635,37 @@ def test_the_directory_pair_replicates_both_ways(lab, first_run):
     assert code == 0 and "dn: cn=manager" in out.lower(), out
     code, out = ldap_shell(lab, "ldap1", "getent ahostsv4 ldap | awk '{print $1}' | sort -u")
     assert code == 0 and len(out.split()) == 2, f"ldap resolves to {out!r}, not both members"
+
+
+def test_mail_reaches_its_mailbox_through_the_directory_pair(lab, first_run, certs_root):
+    """Postfix, Dovecot and Rspamd on server 1 ask the directory by the name both 389-ds
+    members answer to, and Rspamd's Redis through the Sentinels: a mail accepted on port 25 for
+    the tenant's administrator is read over IMAPS with the administrator's password."""
+    server = lab.servers[0]
+    password = yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
+        "default_tenant_admin_user"
+    ]
+    admin = f"admin@{DOMAIN}"
+    subject = f"e2e cluster mail {int(time.time())}"
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "someone@sender.test", admin, subject
+    msg["Message-ID"] = make_msgid(domain="sender.test")
+    msg.set_content("Sent through the cluster by the PSN end-to-end test.\n")
+    with smtplib.SMTP(server.address, 25, timeout=60) as smtp:
+        smtp.ehlo("mx.sender.test")
+        assert smtp.send_message(msg) == {}
+    tls = ssl.create_default_context(cafile=certs_root / DOMAIN / "ca.crt")
+    tls.check_hostname = False
+
+    def delivered() -> bool:
+        with imaplib.IMAP4_SSL(server.address, 993, ssl_context=tls, timeout=20) as imap:
+            imap.login(admin, password)
+            imap.select("INBOX")
+            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+            return bool(found[0])
+
+    seconds = wait_for(f"the mail {subject!r} in {admin}'s INBOX", delivered, 60)
+    print(f"\nmail through the cluster delivered in {seconds:.1f}s")
 
 
 def replicated_rows(lab) -> list[tuple[str, str, str]]:
