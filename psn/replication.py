@@ -163,14 +163,14 @@ def _sentinel(
 def _ldap(state: MemberState, answer: str, expected: Mapping[str, str]) -> None:
     """A supplier needs an agreement to every other member whose last session succeeded
     ("Error (0) ..."; a refused or failing session has another code)."""
+    if "dn: " not in answer:
+        state.problems.append(f"no answer from 389-ds: {answer[:200]}")
+        return
     agreements: dict[str, str] = {}
     for entry in answer.split("\n\n"):
         attrs = dict(line.split(": ", 1) for line in entry.splitlines() if ": " in line)
         if "nsDS5ReplicaHost" in attrs:
             agreements[attrs["nsDS5ReplicaHost"]] = attrs.get("nsds5replicaLastUpdateStatus", "")
-    if "dn: " not in answer:
-        state.problems.append(f"no answer from 389-ds: {answer[:200]}")
-        return
     peers = sorted(set(expected.values()) - {state.member})
     state.state = "supplier, to " + ", ".join(peers)
     for peer in peers:
