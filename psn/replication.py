@@ -3,7 +3,7 @@
 Each server runs playbooks/files/replication-state.sh for the members it holds and answers with
 one section per member ("### <store> <member>", then what the member said: etcdctl's endpoint
 status and member list, Patroni's /cluster, Redis' INFO replication, Sentinel's master entry,
-389-ds' replication agreements).
+389-ds' replication agreements, Dovecot's replicator queue).
 Every member is judged from its own answer, so each ✗ names the server it concerns.
 """
 
@@ -21,6 +21,7 @@ STORES = {
     "redis": "Redis",
     "sentinel": "Redis Sentinel",
     "ldap": "389-ds",
+    "dovecot": "Dovecot",
 }
 # A replica further behind than this is reported (Patroni's lag is in bytes of WAL).
 MAX_LAG_BYTES = 16 * 1024 * 1024
@@ -182,6 +183,32 @@ def _ldap(state: MemberState, answer: str, expected: Mapping[str, str]) -> None:
             state.problems.append(f"to {peer}: {agreements[peer] or 'no status'}")
 
 
+# Dovecot's replicator counts (`doveadm replicator status`): users waiting for a sync, and users
+# whose last sync with the peer failed (retried later).
+DSYNC_QUEUED = ("Queued 'sync' requests", "Queued 'high' requests", "Queued 'low' requests")
+DSYNC_FAILED = ("Queued 'failed' requests", "Waiting 'failed' requests")
+
+
+def _dovecot(state: MemberState, answer: str, expected: Mapping[str, str]) -> None:
+    """A member's replicator must know the users and have no failed syncs with its peer."""
+    counts: dict[str, int] = {}
+    for line in answer.splitlines():
+        match = re.match(r"(.+?)\s+(\d+)$", line.strip())
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    if "Total number of known users" not in counts:
+        state.problems.append(f"no answer from Dovecot's replicator: {answer[:200]}")
+        return
+    peers = ", ".join(sorted(set(expected.values()) - {state.member}))
+    queued = sum(counts.get(key, 0) for key in DSYNC_QUEUED)
+    state.state = f"dsync to {peers}, {queued} queued"
+    failed = sum(counts.get(key, 0) for key in DSYNC_FAILED)
+    if failed:
+        state.problems.append(f"{failed} user(s) failed to sync with {peers}")
+    if counts["Total number of known users"] == 0:
+        state.problems.append("the replicator knows no users (the directory's iteration failed)")
+
+
 def _cross_check(states: list[MemberState]) -> None:
     """Redis members and Sentinels must name one primary."""
     named = {s.primary for s in states if s.store == "sentinel" and s.primary}
@@ -204,6 +231,7 @@ def judge(
         "redis": lambda s, a: _redis(s, a, members["redis"]),
         "sentinel": lambda s, a: _sentinel(s, a, members["redis"], members["sentinel"]),
         "ldap": lambda s, a: _ldap(s, a, members["ldap"]),
+        "dovecot": lambda s, a: _dovecot(s, a, members["dovecot"]),
     }
     states = []
     for store, host, member in _replicated(members):

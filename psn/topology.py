@@ -31,7 +31,7 @@ HOST_COUNTS: dict[str, HostCount] = {
     "postgres": HostCount((1, 2), "PostgreSQL runs alone or as a Patroni primary/replica pair"),
     "redis": HostCount((1, 2, 3), "Redis runs alone or as a primary with replicas under Sentinel"),
     "ldap": HostCount((1, 2), "389-ds runs alone or as a pair of two-way suppliers"),
-    "mail": HostCount((1,), "this release runs Dovecot without dsync replication"),
+    "mail": HostCount((1, 2), "Dovecot runs alone or as a pair replicating by dsync"),
     "backend": HostCount((1,), "this release runs SOGo and the PSN API on one host"),
     "syslog": HostCount((1,), "the central log directory lives on one host"),
 }

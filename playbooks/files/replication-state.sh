@@ -1,7 +1,7 @@
 #!/bin/sh
 # Read-only: the replication state of the data store members this server runs, for
 # `deploy_psn status` (psn/replication.py reads it). Arguments: <store>=<member> for each
-# (stores: etcd, postgres, redis, sentinel, ldap). Per member a line "### <store> <member>", then what
+# (stores: etcd, postgres, redis, sentinel, ldap, dovecot). Per member a line "### <store> <member>", then what
 # the member answered; nothing when its container is not running here.
 set -u
 for arg in "$@"; do
@@ -10,6 +10,7 @@ for arg in "$@"; do
     echo "### $store $member"
     case "$store" in
         sentinel) service="psn-redis_$member" ;;
+        dovecot) service="psn-mail_$member" ;;
         *) service="psn-${store}_$member" ;;
     esac
     cid="$(docker ps -q --filter "label=com.docker.swarm.service.name=$service" \
@@ -38,6 +39,9 @@ for arg in "$@"; do
                 -H ldapi://%2fdata%2frun%2fslapd-localhost.socket -b 'cn=mapping tree,cn=config' \
                 '(objectClass=nsds5replicationagreement)' nsDS5ReplicaHost \
                 nsds5replicaLastUpdateStatus 2>&1
+            ;;
+        dovecot)
+            docker exec "$cid" doveadm replicator status 2>&1
             ;;
     esac
     echo

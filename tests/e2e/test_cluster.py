@@ -30,9 +30,9 @@ import shlex
 import smtplib
 import ssl
 import tarfile
+import threading
 import time
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
@@ -77,7 +77,10 @@ SENTINELS = ("redis-sentinel1", "redis-sentinel2", "redis-sentinel3")
 REDIS_WRITES_BACK = 30  # seconds until Redis takes writes again after its primary's server died
 LDAP_MEMBERS = ("ldap1", "ldap2")
 LDAPI = "ldapi://%2fdata%2frun%2fslapd-localhost.socket"  # SASL EXTERNAL: Directory Manager
+DOVECOT_MEMBERS = ("dovecot1", "dovecot2")
 LDAP_REPLICATED = 10  # seconds for a write on one 389-ds supplier to be read on the other
+MAIL_BACK = 60  # seconds until a surviving mail host accepts mail after a server died (issue 16)
+MAIL_REPLICATED_BACK = 300  # seconds for both Dovecot members to hold every accepted mail
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def workdir(tmp_path_factory) -> Path:
 
 def cluster_inventory(path: Path, lab) -> Path:
     """The template inventory with server 1 in every group, all three in etcd, 1 and 2 in
-    postgres, redis and ldap."""
+    postgres, redis, ldap and mail."""
 
     def cluster(doc) -> None:
         db = doc["all"]["children"]["db"]["children"]
@@ -110,6 +113,7 @@ def cluster_inventory(path: Path, lab) -> Path:
         }
         db["redis"]["hosts"] = {s.name: None for s in lab.servers[:2]}
         db["ldap"]["hosts"] = {s.name: None for s in lab.servers[:2]}
+        doc["all"]["children"]["mail"]["hosts"] = {s.name: None for s in lab.servers[:2]}
 
     return write_inventory(path, lab, cluster)
 
@@ -637,35 +641,73 @@ def test_the_directory_pair_replicates_both_ways(lab, first_run):
     assert code == 0 and len(out.split()) == 2, f"ldap resolves to {out!r}, not both members"
 
 
-def test_mail_reaches_its_mailbox_through_the_directory_pair(lab, first_run, certs_root):
-    """Postfix, Dovecot and Rspamd on server 1 ask the directory by the name both 389-ds
-    members answer to, and Rspamd's Redis through the Sentinels: a mail accepted on port 25 for
-    the tenant's administrator is read over IMAPS with the administrator's password."""
-    server = lab.servers[0]
-    password = yaml.safe_load(first_run.read_text())["all"]["vars"]["passwords"][
+def test_postfix_rspamd_and_clamav_run_on_both_mail_hosts_with_one_dkim_key(lab, first_run):
+    for service in ("postfix", "rspamd", "clamav"):
+        for server in lab.servers[:2]:
+            container(lab, server, f"psn-mail_{service}")
+    keys = {
+        lab.ssh(server, f"sha256sum /opt/poseidon/dkim/{DOMAIN}.psn.key").split()[0]
+        for server in lab.servers[:2]
+    }
+    assert len(keys) == 1, "the mail hosts sign with different DKIM keys"
+
+
+def admin_password(inventory: Path) -> str:
+    return yaml.safe_load(inventory.read_text())["all"]["vars"]["passwords"][
         "default_tenant_admin_user"
     ]
-    admin = f"admin@{DOMAIN}"
-    subject = f"e2e cluster mail {int(time.time())}"
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "someone@sender.test", admin, subject
-    msg["Message-ID"] = make_msgid(domain="sender.test")
-    msg.set_content("Sent through the cluster by the PSN end-to-end test.\n")
-    with smtplib.SMTP(server.address, 25, timeout=60) as smtp:
-        smtp.ehlo("mx.sender.test")
-        assert smtp.send_message(msg) == {}
+
+
+def imap_message_ids(server, certs_root: Path, password: str, prefix: str) -> list[str]:
+    """Message-IDs starting with `prefix` in the INBOX of the tenant's administrator, as the
+    Dovecot of `server` holds it (a Message-ID twice is a duplicate)."""
     tls = ssl.create_default_context(cafile=certs_root / DOMAIN / "ca.crt")
     tls.check_hostname = False
+    with imaplib.IMAP4_SSL(server.address, 993, ssl_context=tls, timeout=20) as imap:
+        imap.login(f"admin@{DOMAIN}", password)
+        _, count = imap.select("INBOX", readonly=True)
+        if count[0] == b"0":
+            return []
+        _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    found = []
+    for item in data:
+        if isinstance(item, tuple):
+            value = item[1].decode().partition(":")[2].strip()
+            if value.startswith(f"<{prefix}"):
+                found.append(value)
+    return found
 
-    def delivered() -> bool:
-        with imaplib.IMAP4_SSL(server.address, 993, ssl_context=tls, timeout=20) as imap:
-            imap.login(admin, password)
-            imap.select("INBOX")
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            return bool(found[0])
 
-    seconds = wait_for(f"the mail {subject!r} in {admin}'s INBOX", delivered, 60)
-    print(f"\nmail through the cluster delivered in {seconds:.1f}s")
+def send_mail(server, message_id: str, subject: str, timeout: float = 60) -> None:
+    """One mail for the tenant's administrator over port 25 of `server`; raises unless Postfix
+    answered 250 at the end of DATA."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "someone@sender.test", f"admin@{DOMAIN}", subject
+    msg["Message-ID"] = message_id
+    msg.set_content("Sent through the cluster by the PSN end-to-end test.\n")
+    with smtplib.SMTP(server.address, 25, timeout=timeout) as smtp:
+        smtp.ehlo("mx.sender.test")
+        refused = smtp.send_message(msg)
+    assert refused == {}, refused
+
+
+def test_mail_reaches_both_dovecot_members_through_the_directory_pair(lab, first_run, certs_root):
+    """Postfix on each mail host asks the directory by the name both 389-ds members answer to
+    and Rspamd's Redis through the Sentinels, and delivers to its own Dovecot: a mail accepted on
+    port 25 of either host is read over IMAPS on both, dsync having copied it."""
+    password = admin_password(first_run)
+    for origin in lab.servers[:2]:
+        prefix = f"e2e-pair-{origin.name}-{int(time.time())}"
+        started = time.monotonic()
+        send_mail(origin, f"<{prefix}@sender.test>", f"e2e cluster mail via {origin.name}")
+        for reader in lab.servers[:2]:
+            seconds = wait_for(
+                f"the mail sent to {origin.name} in the INBOX on {reader.name}",
+                lambda r=reader, p=prefix: imap_message_ids(r, certs_root, password, p) != [],
+                60,
+            )
+            print(f"\nport 25 of {origin.name} -> IMAPS of {reader.name}: {seconds:.1f}s")
+        print(f"both members hold it {time.monotonic() - started:.1f}s after the 250")
 
 
 def replicated_rows(lab) -> list[tuple[str, str, str]]:
@@ -676,6 +718,7 @@ def replicated_rows(lab) -> list[tuple[str, str, str]]:
         *(("Redis", s.name, m) for s, m in zip(lab.servers, REDIS_MEMBERS, strict=False)),
         *(("Redis Sentinel", s.name, m) for s, m in zip(lab.servers, SENTINELS, strict=True)),
         *(("389-ds", s.name, m) for s, m in zip(lab.servers, LDAP_MEMBERS, strict=False)),
+        *(("Dovecot", s.name, m) for s, m in zip(lab.servers, DOVECOT_MEMBERS, strict=False)),
     ]
 
 
@@ -711,6 +754,38 @@ def patroni_switchover(lab, leader: str, candidate: str) -> None:
     wait_for(f"{candidate} to lead the Patroni cluster", switched, 60)
 
 
+class SmtpLoad(threading.Thread):
+    """Mail for the tenant's administrator over port 25, one after another, to the mail hosts in
+    turn, as a sending server spreads mail over two MX records of equal preference: after a
+    failed attempt the next goes to the other host. Every attempt has its own Message-ID."""
+
+    def __init__(self, servers, prefix: str, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.servers, self.prefix, self.interval = servers, prefix, interval
+        self.acked: list[tuple[str, float, str]] = []  # Message-ID, when, server name
+        self.failed: list[tuple[str, float, str]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        sent = 0
+        while not self.halt.is_set():
+            server = self.servers[sent % len(self.servers)]
+            sent += 1
+            message_id = f"<{self.prefix}-{sent}@sender.test>"
+            try:
+                send_mail(server, message_id, f"e2e load {sent}", timeout=15)
+            except (OSError, smtplib.SMTPException, AssertionError):
+                self.failed.append((message_id, time.monotonic(), server.name))
+            else:
+                self.acked.append((message_id, time.monotonic(), server.name))
+            self.halt.wait(self.interval)
+
+    def finish(self) -> None:
+        self.halt.set()
+        self.join(60)
+        assert not self.is_alive(), "the SMTP load did not stop within 60 s"
+
+
 def writes_back(lost, checks: dict, timeout: float) -> dict[str, float]:
     """Seconds from now to the start of the first attempt that worked, per store; `checks` are
     tried in turn every half second until each has worked once."""
@@ -735,8 +810,10 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
 ):
     """The server of Redis' primary loses power with PostgreSQL's primary on it (Patroni is
     switched over there first: a forced Sentinel failover would hold back the next one for
-    twice its failover timeout) and one of the two 389-ds suppliers: the other takes writes and
-    the returning one receives them."""
+    twice its failover timeout), one of the two 389-ds suppliers and one of the two mail hosts,
+    under SMTP load on both mail hosts: the other supplier takes writes and the returning one
+    receives them; the surviving mail host goes on accepting mail, and every mail that got its
+    250 is in the INBOX of both Dovecot members exactly once after the server came back."""
     lost = lab.servers[REDIS_MEMBERS.index(redis_primary(lab, lab.servers[0]))]
     members = patroni_cluster(lab, lab.servers[0])
     [leader] = [name for name, m in members.items() if m["role"] == "leader"]
@@ -751,7 +828,11 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
     ldap_uid = f"e2e-while-down-{int(time.time())}"
     for i in range(1, 51):
         assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
+    load = SmtpLoad(lab.servers[:2], f"e2e-load-{int(time.time())}")
+    load.start()
+    wait_for("the first mails of the load to be accepted", lambda: len(load.acked) >= 4, 60)
     etc = emulated.power_off(lost)
+    lost_at = time.monotonic()
     try:
         back = writes_back(
             lost,
@@ -788,8 +869,16 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         assert re.search(rf"\s{lost.name}\s.*\s{etcd_member}\s.*did not answer", res.stdout)
         stderr = " ".join(res.stderr.split())
         assert f"replication degraded: {etcd_member} on {lost.name}" in stderr, stderr
+    except BaseException:
+        load.finish()
+        raise
     finally:
         emulated.power_on(lost, etc, lab.state_dir)
+    accepted_on_survivor = [t for _, t, name in load.acked if name == survivor.name and t > lost_at]
+    assert accepted_on_survivor, f"{survivor.name} accepted no mail after {lost.name} lost power"
+    mail_back = accepted_on_survivor[0] - lost_at
+    print(f"mail accepted on {survivor.name} {mail_back:.1f}s after {lost.name} lost power")
+    assert mail_back <= MAIL_BACK
     assert psql(lab, survivor, "SELECT count(*), min(id), max(id) FROM acked") == (0, "100|1|100")
     seconds = wait_for(
         f"{redis_lost} on {lost.name} to return as a replica with the write made while it was down",
@@ -821,6 +910,35 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
 
     seconds = wait_for(f"{ldap_lost} to receive the entry added while it was down", caught_up, 180)
     print(f"{ldap_lost} caught up {seconds:.0f}s after power-on")
+    load.finish()
+    assert_every_acked_mail_once_on_both_members(lab, certs_root, first_run, load)
+
+
+def assert_every_acked_mail_once_on_both_members(lab, certs_root, inventory, load) -> None:
+    """Every mail of `load` that got its 250 is in the INBOX on both Dovecot members exactly
+    once; one whose attempt failed is there at most once."""
+    password = admin_password(inventory)
+    acked = {mid for mid, _, _ in load.acked}
+    print(f"SMTP load: {len(acked)} mails accepted, {len(load.failed)} attempts failed")
+    found: dict[str, list[str]] = {}
+
+    def complete() -> bool:
+        for server in lab.servers[:2]:
+            try:
+                found[server.name] = imap_message_ids(server, certs_root, password, load.prefix)
+            except (OSError, imaplib.IMAP4.error):
+                return False
+        return all(acked <= set(ids) for ids in found.values())
+
+    seconds = wait_for(
+        "every accepted mail of the load in the INBOX on both Dovecot members",
+        complete,
+        MAIL_REPLICATED_BACK,
+    )
+    print(f"both Dovecot members hold every accepted mail {seconds:.0f}s after the load stopped")
+    for name, ids in found.items():
+        twice = sorted({mid for mid in ids if ids.count(mid) > 1})
+        assert twice == [], f"delivered more than once on {name}: {twice}"
 
 
 def test_a_run_after_the_server_came_back_restarts_nothing(

@@ -1,6 +1,6 @@
 """`deploy_psn status` judging the replicated data stores member by member (psn/replication.py),
 from what replication-state.sh printed on three emulated servers of tests/e2e/test_cluster.py
-(etcd on all three, Patroni, Redis and 389-ds on 1 and 2, Sentinels on all three)."""
+(etcd on all three, Patroni, Redis, 389-ds and Dovecot on 1 and 2, Sentinels on all three)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ MEMBERS = {
         "node3": "redis-sentinel3",
     },
     "ldap": {"node1": "ldap1", "node2": "ldap2"},
+    "dovecot": {"node1": "dovecot1", "node2": "dovecot2"},
 }
 
 
@@ -36,7 +37,7 @@ def states(found: dict[str, str | None]) -> dict[tuple[str, str], replication.Me
 
 def test_a_healthy_cluster_is_in_sync():
     found = states(answers())
-    assert len(found) == 12
+    assert len(found) == 14
     assert all(s.ok for s in found.values()), {k: s.problems for k, s in found.items()}
     assert found["etcd", "node1"].state == "3 members, leader etcd3"
     assert found["postgres", "node2"].state == "leader"
@@ -45,6 +46,7 @@ def test_a_healthy_cluster_is_in_sync():
     assert found["redis", "node2"].state == "replica of redis1"
     assert found["sentinel", "node3"].state == "primary redis1"
     assert found["ldap", "node2"].state == "supplier, to ldap1"
+    assert found["dovecot", "node1"].state == "dsync to dovecot2, 0 queued"
 
 
 def test_a_server_that_does_not_answer_is_named_for_each_of_its_members():
@@ -112,6 +114,23 @@ def test_a_failing_or_missing_389ds_agreement_is_reported():
         "to ldap2: Error (-1) Problem connecting to replica - LDAP error: Can't contact LDAP server"
     ]
     assert bad[("ldap", "node2")] == ["no replication agreement to ldap1"]
+
+
+def test_failed_dsyncs_and_a_replicator_without_users_are_reported():
+    found = answers()
+    node1, node2 = found["node1"], found["node2"]
+    assert node1 and node2
+    found["node1"] = node1.replace(
+        "Waiting 'failed' requests     0", "Waiting 'failed' requests     3"
+    )
+    found["node2"] = node2.replace(
+        "Total number of known users   1", "Total number of known users   0"
+    )
+    bad = {k: s.problems for k, s in states(found).items() if not s.ok}
+    assert bad[("dovecot", "node1")] == ["3 user(s) failed to sync with dovecot2"]
+    assert bad[("dovecot", "node2")] == [
+        "the replicator knows no users (the directory's iteration failed)"
+    ]
 
 
 def test_a_standalone_store_is_not_judged():

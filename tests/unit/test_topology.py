@@ -98,10 +98,10 @@ def load_filter():
 
 def test_precheck_filter_refuses_what_validate_refuses():
     problems = load_filter()
-    groups = {"all": ["a", "b"], "mail": ["a", "b"], "etcd": ["a"], "redis": ["a", "b"]}
+    groups = {"all": ["a", "b", "c"], "mail": ["a", "b", "c"], "etcd": ["a"], "redis": ["a", "b"]}
     assert problems(groups) == [f"{p.message}; {p.fix}" for p in topology_problems(groups)]
     assert len(problems(groups)) == 2
-    assert "group `mail` has 2 hosts" in problems(groups)[0]
+    assert "group `mail` has 3 hosts" in problems(groups)[0]
     assert "group `redis` has 2 hosts, which needs 3 hosts in group `etcd`" in problems(groups)[1]
     assert problems({"etcd": ["a"], "redis": ["a"], "ungrouped": []}) == []
     assert problems({"etcd": ["a", "b", "c"], "redis": ["a", "b"]}) == []

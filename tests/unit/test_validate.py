@@ -541,7 +541,8 @@ def test_cluster_example_is_refused_only_for_the_counts_this_release_cannot_depl
         return
     assert code == 2, output
     assert set(re.findall(r"group `([a-z_]+)` has \d+ hosts; allowed", output)) == expected
-    assert f"{len(expected)} errors, 0 warnings" in output, output
+    errors = f"{len(expected)} error{'s' if len(expected) > 1 else ''}"
+    assert f"{errors}, 0 warnings" in output, output
 
 
 @pytest.mark.parametrize(

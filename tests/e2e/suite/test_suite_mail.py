@@ -127,7 +127,7 @@ def test_the_daemons_accept_their_rendered_configuration(lab, first_run):
     # Postfix and Rspamd share the mail host: the milter's unix socket, not TCP.
     assert milters.split() == ["unix:/run/psn-milter/rspamd.sock", "$smtpd_milters"], milters
     transport = in_task(lab, "psn-mail_postfix", "postconf -h virtual_transport")
-    assert transport.strip() == "lmtp:unix:/run/psn-lmtp/lmtp", transport  # Dovecot's socket
+    assert transport.strip() == "lmtp:unix:/run/psn-dovecot/lmtp", transport  # Dovecot's socket
     maps = in_task(
         lab, "psn-mail_postfix",
         "postconf -h virtual_mailbox_domains virtual_mailbox_maps virtual_alias_maps"
@@ -464,7 +464,7 @@ def test_mail_waits_in_the_queue_while_dovecot_is_down_and_survives_a_new_postfi
         wait_until("Postfix deferred the message", deferred, 60)
         before = deferred()
         reasons = [r.get("delay_reason", "") for e in before.values() for r in e["recipients"]]
-        assert all("/run/psn-lmtp/lmtp" in r for r in reasons), reasons
+        assert all("/run/psn-dovecot/lmtp" in r for r in reasons), reasons
         old = task_container(lab, "psn-mail_postfix")
         lab.ssh(server, "docker service update psn-mail_postfix --force --with-registry-auth -q")
         assert task_container(lab, "psn-mail_postfix") != old
