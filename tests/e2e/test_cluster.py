@@ -4,21 +4,24 @@ All three servers are Swarm managers; server 1 carries every standalone role and
 etcd group has all three (guide §5.2: psn-etcd_etcd1..etcd3), the postgres group servers 1 and 2
 (psn-postgres_postgres1/2 under Patroni, psn-postgres_haproxy on both), the redis group servers 1
 and 2 (psn-redis_redis1/2) with a Sentinel on each etcd host, the ldap group servers 1 and 2
-(psn-ldap_ldap1/2, two-way 389-ds suppliers), the mail stack on server 1. A small image archive
+(psn-ldap_ldap1/2, two-way 389-ds suppliers), the mail group servers 1 and 2 (Postfix, Rspamd
+and ClamAV on both, psn-mail_dovecot1/2 replicating by dsync). A small image archive
 stands in for the distribution's. After the first run: the registry answers over TLS of the
 installation-internal CA and the other servers pull from it (nothing pushed, a second registry run
 unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is
 refused before anything is copied); one etcd member per server, pinned to its host, peers on TLS
 refusing a peer without a certificate of the internal CA; Patroni has a leader and a synchronous
 replica and the PSN user writes through HAProxy; Redis has a primary, a replica and three
-Sentinels; an entry added on either 389-ds supplier is read on the other; a mail accepted on port
-25 reaches its mailbox through the directory pair; `status` shows every replicated member in sync;
+Sentinels; an entry added on either 389-ds supplier is read on the other; both mail hosts run
+Postfix, Rspamd and ClamAV and sign with one DKIM key; a mail accepted on port 25 of either is read
+on both Dovecot members; `status` shows every replicated member in sync;
 a second run restarts nothing. Then the drills: a server loses power and etcd keeps taking writes,
 the returning member catching up by itself; the server of Redis' and PostgreSQL's primaries loses
-power: both take writes again within 30 s with no acknowledged row lost, the surviving 389-ds
-supplier takes writes and answers as "ldap", `status` names the lost server, and the old primaries
-return as replicas, the lost supplier with the entry written meanwhile; a run afterwards restarts
-nothing.
+power under SMTP load on both mail hosts: both take writes again within 30 s with no acknowledged
+row lost, the surviving 389-ds supplier takes writes and answers as "ldap", the surviving mail host
+accepts mail within 60 s, `status` names the lost server, and the old primaries return as
+replicas, the lost supplier with the entry written meanwhile, and every accepted mail is on both
+Dovecot members; a run afterwards restarts nothing.
 """
 
 from __future__ import annotations
