@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -150,6 +151,25 @@ def image_archive(directory: Path, names: tuple[str, ...]) -> Path:
         print(f"\nbuilt {', '.join(missing)} in {time.monotonic() - started:.0f}s")
     out = directory / images.archive_path(ROOT, VERSION).name
     return images.save_images(ROOT, VERSION, out, only=names)
+
+
+def task_container(lab, service: str) -> str:
+    """The running task container of `service` on the lab's one server."""
+    [server] = lab.servers
+    cid = lab.ssh(
+        server,
+        f"docker ps -q --filter label=com.docker.swarm.service.name={service}"
+        " --filter status=running",
+    ).strip()
+    assert cid, f"no running container of {service}"
+    return cid
+
+
+def in_task(lab, service: str, script: str) -> str:
+    """Run a shell script in the service's task container; its stdout and stderr."""
+    [server] = lab.servers
+    command = f"docker exec -i {task_container(lab, service)} sh -c {shlex.quote(script)} 2>&1"
+    return lab.ssh(server, command, check=False)
 
 
 def updated_at(lab) -> dict[str, str]:

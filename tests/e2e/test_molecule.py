@@ -4,8 +4,8 @@ create (an emulated server), prepare (certificates, images archive), converge (t
 roles), idempotence (a second converge changes nothing), verify, destroy.
 
 Opt-in (`PSN_MOLECULE=1 ./tests/run.sh tests/e2e/test_molecule.py`): it takes 8-11 minutes and
-deploys the same platform roles that test_platform_data.py deploys and checks in every run, and
-the full run must stay inside CI's 90 minutes.
+deploys the same platform roles that the suite (tests/e2e/suite/) deploys and checks in every run,
+and the full run must stay inside CI's 90 minutes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Fixtures of the modules that test the running suite: ONE deployment of every role onto one
 emulated server per session (`suite`), and what the tests read from it. The modules run in name
 order: test_suite.py (verify, SRV, DKIM, the re-run that must restart nothing), then
+test_suite_admin.py, test_suite_data.py (whose last tests redeploy the directory and Redis), then
 test_suite_mail.py, then test_suite_web.py, whose last test replaces the proxy's certificate.
 """
 
@@ -60,6 +61,12 @@ class SuiteDeployment:
         )  # fmt: skip
 
 
+def with_syslog(doc) -> None:
+    """The guide's optional syslog group on the server too, so that every role is deployed."""
+    [server] = doc["all"]["hosts"]
+    doc["all"]["children"]["syslog"] = {"hosts": {server: None}}
+
+
 @pytest.fixture(scope="session")
 def suite(
     emulated_servers: Callable[..., EmulatedLab], tmp_path_factory: pytest.TempPathFactory
@@ -73,7 +80,7 @@ def suite(
     lab = emulated_servers(1, prefix="suite")
     deployment = SuiteDeployment(
         lab=lab,
-        inventory=write_inventory(workdir / "hosts.yml", lab),
+        inventory=write_inventory(workdir / "hosts.yml", lab, with_syslog),
         certs_root=certs_root,
         workdir=workdir,
         archive=images.ensure_archive(ROOT, VERSION),

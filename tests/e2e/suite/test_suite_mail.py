@@ -31,6 +31,8 @@ import pytest
 import yaml
 from e2e_helpers import (
     DOMAIN,
+    in_task,
+    task_container,
 )
 
 pytestmark = pytest.mark.e2e
@@ -57,24 +59,6 @@ def message(sender: str, recipient: str, subject: str, body: str = "") -> EmailM
     msg["Message-ID"] = make_msgid(domain="client.test")
     msg.set_content(body or "Sent by the PSN end-to-end test.\n")
     return msg
-
-
-def task_container(lab, service: str) -> str:
-    [server] = lab.servers
-    cid = lab.ssh(
-        server,
-        f"docker ps -q --filter label=com.docker.swarm.service.name={service}"
-        " --filter status=running",
-    ).strip()
-    assert cid, f"no running container of {service}"
-    return cid
-
-
-def in_task(lab, service: str, script: str) -> str:
-    """Run a shell script in the service's task container; its stdout and stderr."""
-    [server] = lab.servers
-    command = f"docker exec -i {task_container(lab, service)} sh -c {shlex.quote(script)} 2>&1"
-    return lab.ssh(server, command, check=False)
 
 
 def ldap_manager(lab, tool: str, ldif: str) -> str:
