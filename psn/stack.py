@@ -33,7 +33,7 @@ SERVICE_KEYS = {
     "host": "one host of the group that alone runs it (per-host configuration)",
     "per_host": "one service per host of the group, pinned (expand_per_host)",
     "replicas": "number of tasks",
-    "mode": "replicated or global",
+    "mode": "replicated, global, or every_host (global on a group of several hosts)",
     "hostname": "container host name",
     "networks": "overlay networks",
     "aliases": "other names of its tasks on its networks",
@@ -122,15 +122,27 @@ def member_names(name: str, hosts: Sequence[str]) -> dict[str, str]:
     return {host: f"{name}{i}" for i, host in enumerate(hosts, 1)}
 
 
+def _every_host(svc: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> Mapping[str, Any]:
+    """`mode: every_host`: global on a group of several hosts (a task on each, none to wait for
+    when one fails), replicated on one, so that a standalone definition does not change."""
+    if svc.get("mode") != "every_host":
+        return svc
+    several = len(groups.get(str(svc.get("group")), [])) > 1
+    return {**svc, "mode": "global" if several else "replicated"}
+
+
 def expand_per_host(
     services: Mapping[str, Any], groups: Mapping[str, Sequence[str]]
 ) -> dict[str, Any]:
-    """The service map with each `per_host: true` service made one service per host of its group
-    (`member_names`), each pinned with `host`; `{member}` in its `hostname` and in its secrets'
-    names becomes the member's name. On one host the service keeps its name and is not pinned,
-    so a standalone deployment's definition does not change. Other services pass unchanged."""
+    """The service map as these groups run it: each `per_host: true` service made one service
+    per host of its group (`member_names`), each pinned with `host`; `{member}` in its `hostname`
+    and in its secrets' names becomes the member's name. On one host the service keeps its name
+    and is not pinned, so a standalone deployment's definition does not change. `mode:
+    every_host` becomes global or replicated (`_every_host`). Other services pass unchanged."""
     expanded: dict[str, Any] = {}
     for name, svc in services.items():
+        if isinstance(svc, Mapping):
+            svc = _every_host(svc, groups)
         if not isinstance(svc, Mapping) or not _bool(svc.get("per_host")):
             expanded[name] = svc
             continue

@@ -22,9 +22,9 @@ class HostCount:
         return counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} or {counts[-1]}"
 
 
-# Groups not listed here take any number of hosts (proxy: nginx runs on each; frontend: its
-# services move to another frontend host when one fails). An empty required group is the
-# validator's own rule.
+# Groups not listed here take any number of hosts (proxy: nginx runs on each; frontend and
+# backend: their stateless services run on each, memcached moves to another backend host when
+# its own fails). An empty required group is the validator's own rule.
 HOST_COUNTS: dict[str, HostCount] = {
     "docker_registry": HostCount((1,), "the private registry is not clustered"),
     "etcd": HostCount((1, 3), "etcd keeps a quorum through one loss with 3 members"),
@@ -32,7 +32,6 @@ HOST_COUNTS: dict[str, HostCount] = {
     "redis": HostCount((1, 2, 3), "Redis runs alone or as a primary with replicas under Sentinel"),
     "ldap": HostCount((1, 2), "389-ds runs alone or as a pair of two-way suppliers"),
     "mail": HostCount((1, 2), "Dovecot runs alone or as a pair replicating by dsync"),
-    "backend": HostCount((1,), "this release runs SOGo and the PSN API on one host"),
     "syslog": HostCount((1,), "the central log directory lives on one host"),
 }
 

@@ -11,5 +11,14 @@ if [ -d /run/psn/dovecot ]; then
     chgrp -R dovecot /run/psn/dovecot
     chmod 0750 /run/psn/dovecot
 fi
+# On a dsync pair (PSN_DOVECOT_CATCH_UP=1) LMTP stays closed until this member caught up with
+# its peer (images/dovecot/catch-up.sh).
+if [ "${PSN_DOVECOT_CATCH_UP:-0}" = 1 ] && [ "$1" = dovecot ]; then
+    install -d -m 0755 /run/psn/dovecot-hold
+    printf 'service lmtp {\n  inet_listener lmtp {\n    port = 0\n  }\n}\n' \
+        >/run/psn/dovecot-hold/lmtp.conf
+    # In a subshell, so that tini reaps it, not the Dovecot master (which logs unknown PIDs).
+    (/usr/local/bin/psn-catch-up /run/psn/dovecot-hold/lmtp.conf &)
+fi
 doveconf -n >/dev/null || psn_die "the Dovecot configuration is invalid (see above)"
 exec "$@"

@@ -415,3 +415,16 @@ def test_a_per_host_service_on_one_host_keeps_its_name_and_definition():
     plain["secrets"] = [{"name": "etcd_peer_key", "uid": 902}]
     assert expanded == {"etcd": plain}
     assert stack.member_names("etcd", ["psn1"]) == {"psn1": "etcd"}
+
+
+def test_every_host_mode_is_global_on_several_hosts_and_replicated_on_one():
+    service = {"image": "ldap", "group": "mail", "mode": "every_host"}
+    several = stack.expand_per_host({"postfix": service}, {"mail": ["psn1", "psn2"]})
+    assert several == {"postfix": {**service, "mode": "global"}}
+    one = stack.expand_per_host({"postfix": service}, {"mail": ["psn1"]})
+    assert one == {"postfix": {**service, "mode": "replicated"}}
+    replicated = stack.compose_document(inputs(one))["services"]["postfix"]["deploy"]
+    assert (replicated["mode"], replicated["replicas"]) == ("replicated", 1)
+    everywhere = stack.compose_document(inputs(several))["services"]["postfix"]["deploy"]
+    assert everywhere["mode"] == "global" and "replicas" not in everywhere
+    assert not stack.check_service_map("mail", several, {}, {}, {"mail": ["psn1", "psn2"]})

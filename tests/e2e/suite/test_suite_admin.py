@@ -328,6 +328,18 @@ def _click_and_wait(browser, button_id: str) -> None:
     WebDriverWait(browser, 30).until(gone)
 
 
+def _element(browser, element_id: str):
+    """The element with this id; a failure shows the page the browser was on instead."""
+    from selenium.common.exceptions import NoSuchElementException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return browser.find_element(By.ID, element_id)
+    except NoSuchElementException:
+        page = browser.find_element(By.TAG_NAME, "body").text
+        pytest.fail(f"no #{element_id} on {browser.current_url}, which shows: {page[:1500]}")
+
+
 def test_the_admin_panel_creates_resets_and_deletes_a_user(acme, chromium, api, api_password,
                                                           target):  # fmt: skip
     from selenium.webdriver.common.by import By
@@ -355,7 +367,7 @@ def test_the_admin_panel_creates_resets_and_deletes_a_user(acme, chromium, api, 
         frank = _as(target, user, "Frank-new-pass-99")
         verify.check_sogo_login(frank, verify.WebSession(frank))
         browser.get(f"https://{ADMIN_HOST}/users/{user}")
-        browser.find_element(By.ID, "delete-user").click()
+        _element(browser, "delete-user").click()
         _click_and_wait(browser, "confirm-delete")
         with pytest.raises(ApiError) as caught:
             api.request("GET", api.item("users", user))
