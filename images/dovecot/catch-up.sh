@@ -30,11 +30,14 @@ while sleep 2; do
     # username priority "fast sync" "full sync" "success sync" failed: the times are ages.
     rows=$(doveadm replicator status '*' | tail -n +2)
     [ -n "$rows" ] || open_lmtp "no users to sync"
-    if printf '%s\n' "$rows" | awk '$NF == "y" {found=1} END {exit !found}'; then
+    # A failure counts only if that attempt (the "fast sync" age) was made since this start.
+    age=$(( $(date +%s) - started ))
+    if printf '%s\n' "$rows" | awk -v age="$age" '
+        function secs(t, p) { split(t, p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+        $NF == "y" && $(NF - 3) != "-" && secs($(NF - 3)) <= age {found=1} END {exit !found}'; then
         open_lmtp "the peer did not answer; the other member's mail comes by dsync later"
     fi
     # Every user's last successful sync is younger than this start.
-    age=$(( $(date +%s) - started ))
     if printf '%s\n' "$rows" | awk -v age="$age" '
         function secs(t, p) { split(t, p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
         $(NF - 1) == "-" || secs($(NF - 1)) > age {late=1} END {exit late}'; then

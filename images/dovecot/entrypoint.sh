@@ -15,6 +15,11 @@ fi
 # its peer (images/dovecot/catch-up.sh).
 if [ "${PSN_DOVECOT_CATCH_UP:-0}" = 1 ] && [ "$1" = dovecot ]; then
     install -d -m 0755 /run/psn/dovecot-hold
+    # Forget the replicator's saved dsync states (written on docker stop, kept until the container
+    # is removed): with a state, the first sync is incremental and dsync skips every mailbox that
+    # did not change on this side, so nothing the peer took meanwhile comes over. Without it, the
+    # replicator's first sync of each user is a full one (doveadm replicator replicate -f is not).
+    rm -f "$(doveconf -h state_dir)/replicator.db"
     printf 'service lmtp {\n  inet_listener lmtp {\n    port = 0\n  }\n}\n' \
         >/run/psn/dovecot-hold/lmtp.conf
     # In a subshell, so that tini reaps it, not the Dovecot master (which logs unknown PIDs).
