@@ -302,7 +302,7 @@ def test_a_stack_waited_for_at_the_end_fails_the_run_naming_its_role(suite, lab)
 def ldap_memory_limit(lab) -> int:
     [server] = lab.servers
     spec = json.loads(lab.ssh(server, "docker service inspect psn-ldap_ldap"))[0]["Spec"]
-    return spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"]
+    return spec["TaskTemplate"]["Resources"].get("Limits", {}).get("MemoryBytes", 0)
 
 
 def deploy_ldap_only(suite, lab, log_name: str, *args: str) -> None:
