@@ -15,12 +15,12 @@ refusing a peer without a certificate of the internal CA; Patroni has a leader a
 replica and the PSN user writes through HAProxy; Redis has a primary, a replica and three
 Sentinels; an entry added on either 389-ds supplier is read on the other; both mail hosts run
 Postfix, Rspamd and ClamAV and sign with one DKIM key; a mail accepted on port 25 of either is read
-on both Dovecot members; a webmail login works through each server's proxy; `status` shows
-every replicated member in sync;
+on both Dovecot members; a webmail login works through each server's proxy; `verify` passes;
+`status` shows every replicated member in sync;
 a second run restarts nothing. Then the drills: a server loses power and etcd keeps taking writes,
 the returning member catching up by itself; the server of Redis' and PostgreSQL's primaries loses
 power under SMTP load on both mail hosts: both take writes again within 30 s with no acknowledged
-row lost, the surviving 389-ds supplier takes writes and answers as "ldap", the surviving mail host
+row lost, the surviving 389-ds supplier takes a user created through the PSN API and answers as "ldap", the surviving mail host
 accepts mail within 60 s, webmail logins work through a surviving proxy within 60 s, `status`
 names the lost server, and the old primaries return as replicas, the lost supplier with the entry
 written meanwhile, and every accepted mail is on both Dovecot members exactly once; a run
@@ -58,6 +58,7 @@ from e2e_helpers import (
 )
 
 from psn import emulated, images
+from psn.api_client import ApiClient, tls_context
 from psn.inventory import load_inventory
 from psn.names import default_domain
 from psn.pinned import PinnedHTTPS
@@ -771,6 +772,24 @@ def test_the_web_tier_runs_on_every_server_and_logs_in_through_each_proxy(
         print(f"\nwebmail login through {server.name}: ok after {seconds:.1f}s")
 
 
+def test_verify_passes_on_the_cluster(first_run, certs_root, workdir):
+    """The guide's acceptance check (§4.3.2) through the first proxy and mail host."""
+    started = time.monotonic()
+    res = deploy_psn("verify", first_run, certs_root, workdir / "verify")
+    print(f"\nverify: {time.monotonic() - started:.0f}s\n{res.stdout}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all 13 checks passed" in res.stdout, res.stdout
+
+
+def psn_api(inventory: Path, certs_root: Path, server) -> ApiClient:
+    """The PSN API as its global administrator, through the proxy of `server`."""
+    password = yaml.safe_load(inventory.read_text())["all"]["vars"]["passwords"]
+    context = tls_context(certs_root / DOMAIN / "ca.crt")
+    return ApiClient(
+        f"https://psnapi.{DOMAIN}", "psnapi", password["psnapi_admin_user"], context, server.address
+    )
+
+
 def wait_for_webmail(inventory: Path, certs_root: Path, server, timeout: float) -> float:
     """Seconds until a webmail login through the proxy of `server` worked (`wait_for`); a
     failure names the last answer."""
@@ -911,7 +930,7 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
     redis_survivor = REDIS_MEMBERS[lab.servers.index(survivor)]
     ldap_lost = LDAP_MEMBERS[lab.servers.index(lost)]
     ldap_survivor = LDAP_MEMBERS[lab.servers.index(survivor)]
-    ldap_uid = f"e2e-while-down-{int(time.time())}"
+    ldap_uid = f"e2e-while-down-{int(time.time())}@{DOMAIN}"
     for i in range(1, 51):
         assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
     load = SmtpLoad(lab.servers[:2], f"e2e-load-{int(time.time())}")
@@ -943,8 +962,14 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         assert webmail_back <= WEBMAIL_BACK
         for i in range(52, 101):
             assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
-        # The directory: the surviving supplier takes writes; its clients' name still answers.
-        ldap_add_person(lab, ldap_survivor, ldap_uid)
+        # The directory: a user created through the PSN API of a surviving proxy lands on the
+        # surviving supplier; its clients' name still answers.
+        psn_api(first_run, certs_root, survivor).request(
+            "POST",
+            "/users",
+            {"address": ldap_uid, "display_name": "While down", "password": "While-down-1234"},
+        )
+        assert ldap_has_person(lab, ldap_survivor, ldap_uid)
         started = time.monotonic()
         code, out = ldap_shell(
             lab,
