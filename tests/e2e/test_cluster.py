@@ -20,11 +20,11 @@ on both Dovecot members; a webmail login works through each server's proxy; `ver
 a second run restarts nothing. Then the drills: a server loses power and etcd keeps taking writes,
 the returning member catching up by itself; the server of Redis' and PostgreSQL's primaries loses
 power under SMTP load on both mail hosts: both take writes again within 30 s with no acknowledged
-row lost, the surviving 389-ds supplier takes a user created through the PSN API and answers as "ldap", the surviving mail host
-accepts mail within 60 s, webmail logins work through a surviving proxy within 60 s, `status`
-names the lost server, and the old primaries return as replicas, the lost supplier with the entry
-written meanwhile, and every accepted mail is on both Dovecot members exactly once; a run
-afterwards restarts nothing.
+row lost, the surviving 389-ds supplier takes a user created through the PSN API and answers as
+"ldap", the surviving mail host accepts mail within 60 s, webmail logins work through a surviving
+proxy within 60 s, `status` names the lost server, and the old primaries return as replicas, the
+lost supplier with the entry written meanwhile, and every accepted mail is on both Dovecot members
+exactly once; a run afterwards restarts nothing.
 """
 
 from __future__ import annotations
