@@ -11,9 +11,9 @@ if [ -d /run/psn/dovecot ]; then
     chgrp -R dovecot /run/psn/dovecot
     chmod 0750 /run/psn/dovecot
 fi
-# On a dsync pair (PSN_DOVECOT_CATCH_UP=1) LMTP stays closed until this member caught up with
-# its peer (images/dovecot/catch-up.sh).
-if [ "${PSN_DOVECOT_CATCH_UP:-0}" = 1 ] && [ "$1" = dovecot ]; then
+# On a dsync pair (PSN_DOVECOT_PAIR_NAME: the name both members answer to) LMTP stays closed
+# until this member caught up with its peer (images/dovecot/catch-up.sh).
+if [ -n "${PSN_DOVECOT_PAIR_NAME:-}" ] && [ "$1" = dovecot ]; then
     install -d -m 0755 /run/psn/dovecot-hold
     # Forget the replicator's saved dsync states (written on docker stop, kept until the container
     # is removed): with a state, the first sync is incremental and dsync skips every mailbox that
