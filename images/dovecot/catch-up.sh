@@ -17,7 +17,8 @@ started=$(date +%s)
 
 open_lmtp() {
     rm -f "$hold"
-    doveadm reload && psn_log "LMTP open: $*"
+    doveadm reload || psn_log "doveadm reload failed: LMTP opens when Dovecot reads its configuration"
+    psn_log "LMTP open: $*"
     exit 0
 }
 
@@ -35,13 +36,24 @@ reachable() {
     return 1
 }
 
+# doveadm sync -A lists the users through the running Dovecot's auth-userdb socket (before the
+# master runs, 2.3.19's doveadm panics), and a reload before the master runs would be lost.
+until [ -S /run/dovecot/auth-userdb ] && doveadm replicator status >/dev/null 2>&1; do
+    [ "$(left)" -gt 0 ] || open_lmtp "timed out after ${timeout}s waiting for Dovecot"
+    sleep 1
+done
 until reachable; do
     [ "$(left)" -gt 0 ] || open_lmtp "timed out after ${timeout}s: $pair does not name this member"
     sleep 1
 done
 # A full sync (-f) of every user with mail_replica (-d), as the replicator runs dsync: an
 # incremental one would skip each mailbox that did not change on this side.
-timeout "$(left)" doveadm sync -A -d -f -N -l 30 -U
+limit=$(left)  # `timeout 0` would mean no limit at all
+[ "$limit" -gt 0 ] || open_lmtp "timed out after ${timeout}s before the sync"
+timeout -k 10 "$limit" doveadm sync -A -d -f -N -l 30 -U
 status=$?
-[ "$status" -ne 0 ] || open_lmtp "every user synced with the peer"
+case "$status" in
+    0) open_lmtp "every user synced with the peer" ;;
+    124 | 137) open_lmtp "timed out after ${timeout}s in the sync" ;;
+esac
 open_lmtp "the sync with the peer failed (exit $status); the other member's mail comes by dsync later"
