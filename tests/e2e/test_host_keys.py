@@ -3,7 +3,8 @@
 Every standard way of handling host keys must behave as Ansible's own ssh connection does: the
 inventory's ansible_ssh_common_args, ansible_host_key_checking, ANSIBLE_HOST_KEY_CHECKING,
 ~/.ssh/config and ~/.ssh/known_hosts. An unknown key stops the run with the server's fingerprint
-and the command that accepts it. `deploy_psn precheck` (read-only) is the run.
+and the command that accepts it. `deploy_psn precheck` (read-only) is the run, so the server stays
+untouched, and a deployment with a broken inventory must leave it so without even logging in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from e2e_helpers import deploy_psn, write_inventory
+from e2e_helpers import deploy, deploy_psn, write_inventory
 
 from psn import emulated
 
@@ -132,3 +133,22 @@ def test_unknown_key_names_the_fingerprint_and_the_fix(lab, tmp_path, certs_root
     assert fingerprint.startswith("SHA256:")
     assert f"ED25519 {fingerprint}" in res.stderr
     assert f"ssh-keyscan {address} >> ~/.ssh/known_hosts" in res.stderr
+
+
+def test_broken_inventory_changes_nothing(lab, certs_root, tmp_path):
+    [server] = lab.servers
+
+    def break_password(doc) -> None:
+        doc["all"]["vars"]["passwords"]["redis_user"] = "pa$$word1"
+
+    logins = lab.exec(server, "journalctl", "-u", "ssh", "-o", "cat").stdout.count("Accepted")
+    inventory = write_inventory(tmp_path / "hosts.yml", lab, break_password)
+
+    res = deploy(inventory, certs_root, tmp_path / "logs", "common,swarm,certificates")
+
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "passwords.redis_user" in res.stderr
+    assert lab.exec(server, "dpkg-query", "-W", "docker.io").returncode != 0
+    assert lab.exec(server, "test", "-e", "/opt/poseidon").returncode != 0
+    after = lab.exec(server, "journalctl", "-u", "ssh", "-o", "cat").stdout.count("Accepted")
+    assert after == logins  # nobody logged in: no SSH session was even opened

@@ -5,8 +5,8 @@ One emulated Debian 12 server gets its Debian mirror made unreachable (/etc/host
 the loopback address) before anything is deployed; `./deploy_psn.sh -t common` with
 `offline: "True"` must still install the Docker engine, leave the local repository as apt's only
 source and change nothing on a second run. Without the repository the run stops early with the
-fix; `offline: "False"` gives the server its own sources back. The wheels of the installer must
-build a virtualenv with no package index.
+fix; `offline: "False"` gives the server its own sources back; a swarm the server joined outside
+PSN is refused. The wheels of the installer must build a virtualenv with no package index.
 """
 
 from __future__ import annotations
@@ -152,6 +152,20 @@ def test_offline_false_gives_apt_its_sources_back(lab, first_run, certs_root, wo
     sources = apt_sources(lab, server)
     assert any("deb.debian.org" in uri for uri in sources), sources
     assert not any(uri.startswith("file:") for uri in sources), sources
+
+
+def test_server_of_another_swarm_is_refused(lab, first_run, certs_root, workdir):
+    """Runs after the other tests of the server: it puts the server into a swarm of its own."""
+    [server] = lab.servers
+    lab.ssh(server, f"docker swarm init --advertise-addr {server.address} >/dev/null")
+    cluster_id = lab.ssh(server, "docker info --format '{{.Swarm.Cluster.ID}}'").strip()
+
+    res = deploy(first_run, certs_root, workdir / "foreign", "swarm")
+
+    assert res.returncode == 4, res.stdout + res.stderr
+    message = " ".join(res.stderr.split())
+    assert f"{server.name} already belongs to another Docker swarm" in message
+    assert cluster_id in message and "docker swarm leave --force" in message
 
 
 def test_wheels_build_the_virtualenv_without_an_index(tmp_path):
