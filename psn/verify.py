@@ -121,6 +121,12 @@ class WebSession:
 
     target: Target
     cookies: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds per request (None: psn.pinned's default)
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether SOGo has given this session its login cookie."""
+        return any(name.startswith("0xHIGHFLYxSOGo") for name in self.cookies)
 
     def request(
         self,
@@ -130,7 +136,7 @@ class WebSession:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         t = self.target
-        conn = PinnedHTTPS(t.web_host, t.web_address, t.tls)
+        conn = PinnedHTTPS(t.web_host, t.web_address, t.tls, timeout=self.timeout)
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -183,17 +189,22 @@ def check_login_page(t: Target, web: WebSession) -> str:
     return f"https://{t.web_host}/ serves the login page (certificate valid for {t.web_host})"
 
 
-def check_sogo_login(t: Target, web: WebSession) -> str:
+def sogo_login(t: Target, web: WebSession) -> tuple[int, bytes]:
+    """One webmail login as the login page posts it: SOGo's status and body (`web` keeps the
+    cookies)."""
     body = json.dumps({"userName": t.user, "password": t.password, "rememberLogin": 0})
+    code, _, data = web.request("POST", "/SOGo/connect", body, {"Content-Type": "application/json"})
+    return code, data
+
+
+def check_sogo_login(t: Target, web: WebSession) -> str:
     deadline = time.monotonic() + LOGIN_WAIT
     while True:  # a SOGo that just started answers 5xx for a while
-        code, _, data = web.request(
-            "POST", "/SOGo/connect", body, {"Content-Type": "application/json"}
-        )
+        code, data = sogo_login(t, web)
         if code < 500 or time.monotonic() > deadline:
             break
         time.sleep(3)
-    if code != 200 or not any(k.startswith("0xHIGHFLYxSOGo") for k in web.cookies):
+    if code != 200 or not web.logged_in:
         raise CheckFailed(f"POST /SOGo/connect as {t.user}: {code} {data[:200]!r}")
     return f"{t.user} logs in to SOGo"
 
