@@ -29,7 +29,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 # Keys of a service in a role's service map (roles/stack/README.md), with what they hold.
 SERVICE_KEYS = {
     "image": "the image component (psn/<image>)",
-    "group": "the inventory group that runs it",
+    "group": "the inventory group that runs it (all: every server)",
     "host": "one host of the group that alone runs it (per-host configuration)",
     "per_host": "one service per host of the group, pinned (expand_per_host)",
     "replicas": "number of tasks",
@@ -348,7 +348,8 @@ def _service(name: str, svc: Mapping[str, Any], inputs: StackInputs) -> dict[str
     deploy: dict[str, Any] = {"mode": mode}
     if mode == "replicated":
         deploy["replicas"] = int(svc.get("replicas", 1))
-    constraints = [f"node.labels.{svc['group']} == true"]
+    # The swarm's nodes are the inventory's servers: `all` needs no group label.
+    constraints = [] if svc["group"] == "all" else [f"node.labels.{svc['group']} == true"]
     if svc.get("host"):
         constraints.append(f"node.labels.{HOST_LABEL} == {svc['host']}")
     deploy.update(

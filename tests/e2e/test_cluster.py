@@ -69,10 +69,10 @@ pytestmark = pytest.mark.e2e
 ARCHIVE_IMAGES = (
     *("registry", "etcd", "patroni", "haproxy", "redis", "ldap"),
     *("postfix", "dovecot", "rspamd", "clamav"),
-    *("sogo", "memcached", "psnapi", "web", "proxy"),
+    *("sogo", "memcached", "psnapi", "web", "proxy", "syslog-ng"),
 )
 ROLES = ("common", "sysctl", "timezone", "chrony", "swarm", "certificates", "docker_registry")
-CLUSTERED = ("etcd", "postgres", "redis", "ldap", "mail", "backend", "frontend", "proxy")
+CLUSTERED = ("etcd", "postgres", "redis", "ldap", "syslog", "mail", "backend", "frontend", "proxy")
 TAGS = ",".join((*ROLES, *CLUSTERED))
 # ClamAV's databases: the image tests' own (the public mirror is unreachable).
 CLAMAV_TEST_DB = Path(__file__).parents[1] / "images" / "fixtures" / "clamav" / "db"
@@ -123,7 +123,7 @@ def workdir(tmp_path_factory) -> Path:
 
 def cluster_inventory(path: Path, lab) -> Path:
     """The template inventory with server 1 in every group, all three in etcd, proxy and
-    backend, 1 and 2 in postgres, redis, ldap and mail."""
+    backend, 1 and 2 in postgres, redis, ldap and mail, syslog on server 3."""
 
     def cluster(doc) -> None:
         db = doc["all"]["children"]["db"]["children"]
@@ -137,6 +137,7 @@ def cluster_inventory(path: Path, lab) -> Path:
         doc["all"]["children"]["backend"]["hosts"] = {s.name: None for s in lab.servers}
         proxy = doc["all"]["children"]["frontend"]["children"]["proxy"]
         proxy["hosts"] = {s.name: None for s in lab.servers}
+        doc["all"]["children"]["syslog"] = {"hosts": {lab.servers[2].name: None}}
 
     return write_inventory(path, lab, cluster)
 
@@ -769,6 +770,20 @@ def test_the_web_tier_runs_on_every_server_and_logs_in_through_each_proxy(
     for server in lab.servers:
         seconds = wait_for_webmail(first_run, certs_root, server, 90)
         print(f"\nwebmail login through {server.name}: ok after {seconds:.1f}s")
+
+
+def test_every_servers_task_logs_reach_the_syslog_host(lab, first_run):
+    """A relay on each server ships its tasks' logs to syslog-ng on server 3: the proxies' access
+    lines of the web tier's logins are there under each server's name."""
+    syslog_host = lab.servers[2]
+    for server in lab.servers:
+        host = lab.ssh(server, "hostname").strip()
+        shipped = f"/opt/poseidon/logs/{host}/psn-nginx-proxy_nginx.log"
+        wait_for(
+            f"{shipped} on {syslog_host.name} to hold the proxy's lines of {server.name}",
+            lambda path=shipped: "POST /SOGo/connect" in lab.ssh(syslog_host, f"cat {path} || :"),
+            60,
+        )
 
 
 def test_verify_passes_on_the_cluster(first_run, certs_root, workdir):

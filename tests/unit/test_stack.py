@@ -428,3 +428,17 @@ def test_every_host_mode_is_global_on_several_hosts_and_replicated_on_one():
     everywhere = stack.compose_document(inputs(several))["services"]["postfix"]["deploy"]
     assert everywhere["mode"] == "global" and "replicas" not in everywhere
     assert not stack.check_service_map("mail", several, {}, {}, {"mail": ["psn1", "psn2"]})
+
+
+def test_a_service_of_group_all_runs_on_every_server_without_a_group_label():
+    groups = {"all": ["psn1", "psn2", "psn3"], "syslog": ["psn1"]}
+    services = {
+        "relay": {"image": "ldap", "group": "all", "mode": "every_host"},
+        "syslog-ng": {"image": "ldap", "group": "syslog"},
+    }
+    expanded = stack.expand_per_host(services, groups)
+    assert not stack.check_service_map("syslog_ng", expanded, {}, {}, groups)
+    doc = stack.compose_document(inputs(expanded))["services"]
+    assert doc["relay"]["deploy"]["mode"] == "global"
+    assert doc["relay"]["deploy"]["placement"]["constraints"] == []
+    assert doc["syslog-ng"]["deploy"]["placement"]["constraints"] == ["node.labels.syslog == true"]

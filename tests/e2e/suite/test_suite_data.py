@@ -133,6 +133,29 @@ def test_syslog_writes_the_log_tree(lab, first_run):
     assert "hello from the e2e test" in found
 
 
+def test_every_task_log_reaches_the_syslog_host(lab, first_run):
+    """The relay ships the log lines of the server's Swarm tasks to syslog-ng: one file per
+    server and service, each line at the time the engine took it; the logging services' own
+    lines stay out (they would come back round)."""
+    [server] = lab.servers
+    host = lab.ssh(server, "hostname").strip()
+    container = lab.ssh(server, "docker ps -qf name=psn-redis_redis.").split()[0]
+    engine = lab.ssh(server, f"docker logs --timestamps {container} 2>&1 | head -n 1").strip()
+    stamp, _, line = engine.partition(" ")
+    line = line.strip()
+    shipped = f"/opt/poseidon/logs/{host}/psn-redis_redis.log"
+    deadline = time.monotonic() + 60
+    found = ""
+    while time.monotonic() < deadline and line not in found:
+        time.sleep(2)
+        found = lab.ssh(server, f"cat {shipped} 2>/dev/null || true")
+    assert line in found, f"{shipped} has no line {line!r} of the engine's log: {found[-500:]}"
+    entry = next(e for e in found.splitlines() if line in e)
+    assert entry.startswith(stamp[:19]), (entry, stamp)  # the engine's time, to the second
+    files = lab.ssh(server, f"ls /opt/poseidon/logs/{host}/").split()
+    assert not [f for f in files if f.startswith("psn-syslog_ng_")], files
+
+
 BASE_DN = "dc=example,dc=com"
 ADMIN_DN = f"uid=admin@{DOMAIN},ou=People,{BASE_DN}"
 MANAGER_DN = f"cn=Manager,{BASE_DN}"
