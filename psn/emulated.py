@@ -95,6 +95,10 @@ _NETWORK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$")
 class EmulationError(DeployError):
     """An emulated server could not be built, started, reached or removed."""
 
+    def __str__(self) -> str:
+        # What a test shows: the title with what the failed command said (a CI run's only clue).
+        return "; ".join([self.title, *(p.message for p in self.problems if p.message)])
+
 
 @dataclass(frozen=True)
 class Server:
