@@ -28,6 +28,7 @@ from e2e_helpers import (
     in_task,
     recap,
     summary_rows,
+    task_container,
     updated_at,
 )
 
@@ -139,7 +140,7 @@ def test_every_task_log_reaches_the_syslog_host(lab, first_run):
     lines stay out (they would come back round)."""
     [server] = lab.servers
     host = lab.ssh(server, "hostname").strip()
-    container = lab.ssh(server, "docker ps -qf name=psn-redis_redis.").split()[0]
+    container = task_container(lab, "psn-redis_redis")
     engine = lab.ssh(server, f"docker logs --timestamps {container} 2>&1 | head -n 1").strip()
     stamp, _, line = engine.partition(" ")
     line = line.strip()
