@@ -784,6 +784,29 @@ def power_on(
         time.sleep(0.5)
 
 
+def replace_server(
+    server: Server,
+    everyone: Sequence[Server],
+    state_dir: Path,
+    *,
+    image: str | None = None,
+    timeout: float = 180,
+    docker: str = "docker",
+) -> None:
+    """Destroy `server` with its disk and boot a new, empty one under the same name and address,
+    as new hardware in place of a dead server: new host keys, nothing installed but the OS.
+
+    `everyone` are the network's servers, `server` among them: the known_hosts of the network
+    is written again for all of them. Raises EmulationError.
+    """
+    require_engine(docker)
+    _remove(server, docker)
+    _create(server, everyone, image or image_tag(), ssh_key(state_dir), docker)
+    _docker(docker, "start", server.container, what=f"starting the new {server.name}")
+    _use_upstream_dns([server], docker)
+    wait_ssh(everyone, state_dir, timeout=timeout, docker=docker)
+
+
 def stop_servers(network: str = DEFAULT_NETWORK, *, docker: str = "docker") -> list[str]:
     """Remove every emulated server of `network`, their volumes and the network itself.
 

@@ -1132,3 +1132,55 @@ def etcdctl_quiet(lab, member: str, args: str) -> str:
     )
     result = emulated.ssh_run(server, lab.state_dir, script, check=False, timeout=20)
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def swarm_nodes(lab) -> list[tuple[str, ...]]:
+    """(host name, role, state, manager reachability) of every node, seen from server 1."""
+    out = lab.ssh(
+        lab.servers[0],
+        "docker node ls -q | xargs docker node inspect --format "
+        "'{{.Description.Hostname}} {{.Spec.Role}} {{.Status.State}} "
+        "{{if .ManagerStatus}}{{.ManagerStatus.Reachability}}{{end}}'",
+    )
+    return sorted(tuple(line.split()) for line in out.splitlines())
+
+
+def test_a_new_server_in_place_of_a_dead_one_takes_its_place_everywhere(
+    lab, first_run, certs_root, workdir, archive
+):
+    """Server 3 dies for good and a new, empty server gets its name and address: one run of
+    ./deploy_psn.sh makes it a manager of the swarm (the old node demoted and removed, or the
+    managers would lose their quorum at the next loss), replaces its etcd member (the new one
+    with every key), brings its Sentinel in (three usable, no ghost of the old one) and gives
+    it its tasks again; `status` is green."""
+    gone = lab.servers[2]
+    member = MEMBERS[2]
+    assert etcdctl(lab, "etcd1", "put /psn/e2e/before-replacement yes") == "OK"
+    listed = json.loads(etcdctl(lab, "etcd1", "member list -w json"))["members"]
+    old_id = next(m["ID"] for m in listed if m["name"] == member)
+    emulated.power_off(gone)
+    wait_for(
+        f"the swarm to see {gone.name} down",
+        lambda: (gone.name, "manager", "down", "unreachable") in swarm_nodes(lab),
+        60,
+    )
+    started = time.monotonic()
+    emulated.replace_server(gone, lab.servers, lab.state_dir)
+    print(f"\na new {gone.name} booted in {time.monotonic() - started:.0f}s")
+    started = time.monotonic()
+    res = run(first_run, certs_root, workdir / "run-replaced", archive)
+    print_summary("run with the new server", res, time.monotonic() - started)
+    assert res.returncode == 0, res.stdout + res.stderr
+    nodes = swarm_nodes(lab)
+    assert nodes == [(s.name, "manager", "ready", "reachable") for s in lab.servers], nodes
+    members = json.loads(etcdctl(lab, "etcd1", "member list -w json"))["members"]
+    assert sorted(m.get("name", "") for m in members) == list(MEMBERS), members
+    new_id = next(m["ID"] for m in members if m["name"] == member)
+    assert new_id != old_id
+    assert etcdctl(lab, member, "get --print-value-only /psn/e2e/before-replacement") == "yes"
+    quorum = " ".join(sentinel(lab, gone, "ckquorum", "psn"))
+    assert quorum.startswith("OK 3 usable Sentinels"), quorum
+    for service in WEB_SERVICES:
+        container(lab, gone, service)
+    res = deploy_psn("status", first_run, certs_root, workdir / "status-replaced")
+    assert res.returncode == 0, res.stdout + res.stderr
