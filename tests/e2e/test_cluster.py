@@ -9,28 +9,32 @@ ClamAV on both, psn-mail_dovecot1/2 replicating by dsync), the backend and proxy
 (SOGo, the PSN API, autoconfig, the frontends and nginx on each). A small image archive stands in
 for the distribution's. After the first run: the registry answers over TLS of the
 installation-internal CA and the other servers pull from it (nothing pushed, a second registry run
-unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is refused
-before anything is copied); one etcd member per server, pinned to its host, peers on TLS refusing a
-peer without a certificate of the internal CA; Patroni has a leader and a synchronous replica and
-the PSN user writes through HAProxy; Redis has a primary, a replica and three Sentinels; an entry
-added on either 389-ds supplier is read on the other; both mail hosts run Postfix, Rspamd and ClamAV
-and sign with one DKIM key; a mail accepted on port 25 of either is read on both Dovecot members; a
-webmail login works through each server's proxy; `verify` passes; `status` shows every replicated
-member in sync. Then the drills: a server loses power and etcd keeps taking writes, the returning
-member catching up by itself; the server of Redis' and PostgreSQL's primaries loses power under SMTP
-load on both mail hosts: both take writes again within 30 s with no acknowledged row lost, the
-surviving 389-ds supplier takes a user created through the PSN API and answers as "ldap", the
-surviving mail host accepts mail within 60 s, webmail logins work through a surviving proxy within
-60 s, `status` names the lost server, and the old primaries return as replicas, the lost supplier
-with the entry written meanwhile, and every accepted mail is on both Dovecot members (duplicates
-counted); a run afterwards restarts nothing (the only re-run: after the drills it finds more to
-re-place than one straight after the first run would).
+unpacks nothing, a foreign image under a tag is replaced, a missing or old-format archive is
+refused before anything is copied); one etcd member per server, pinned to its host, peers on TLS
+refusing a peer without a certificate of the internal CA; Patroni has a leader and a synchronous
+replica and the PSN user writes through HAProxy; Redis has a primary, a replica and three
+Sentinels; an entry added on either 389-ds supplier is read on the other; both mail hosts run
+Postfix, Rspamd and ClamAV and sign with one DKIM key; a mail accepted on port 25 of either is read
+on both Dovecot members; a webmail login works through each server's proxy; `verify` passes;
+`status` shows every replicated member in sync. Then the drills: server 3 loses power under SMTP
+load and etcd keeps taking writes, webmail logins and mail go on through the others, the returning
+member catches up by itself and every accepted mail is on both Dovecot members; the server of
+Redis' and PostgreSQL's primaries loses power under SMTP load on both mail hosts: both take writes
+again within 30 s with no acknowledged row lost, the surviving 389-ds supplier takes a user created
+through the PSN API and answers as "ldap", the surviving mail host accepts mail within 60 s,
+webmail logins work through a surviving proxy within 60 s, `status` names the lost server, and the
+old primaries return as replicas, the lost supplier with the entry written meanwhile, and every
+accepted mail is on both Dovecot members (duplicates counted); a run afterwards restarts nothing
+(the only re-run: after the drills it finds more to re-place than one straight after the first run
+would). Last, server 3 dies for good and a new, empty server under its name and address takes its
+place in the swarm, etcd and the Sentinels with one run.
 """
 
 from __future__ import annotations
 
 import imaplib
 import json
+import os
 import re
 import shlex
 import smtplib
@@ -103,6 +107,24 @@ WEB_SERVICES = (
 )
 
 
+# The drills' figures by name, written as JSON to $PSN_BENCH_FIGURES at the module's end
+# (bench/cluster.sh turns them into docs/benchmarks.md's cluster section).
+FIGURES: dict[str, float | int] = {}
+
+
+def measured(name: str, value: float | int, line: str) -> None:
+    """Print `line` in the test output and keep `value` as the figure `name`."""
+    FIGURES[name] = value
+    print(line)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bench_figures():
+    yield
+    if out := os.environ.get("PSN_BENCH_FIGURES"):
+        Path(out).write_text(json.dumps(FIGURES, indent=2) + "\n", encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
     return image_archive(tmp_path_factory.mktemp("archive"), ARCHIVE_IMAGES)
@@ -159,6 +181,7 @@ def first_run(lab, archive, certs_root, workdir):
     started = time.monotonic()
     res = run(inventory, certs_root, workdir / "run1", archive)
     print_summary(f"first run ({TAGS})", res, time.monotonic() - started)
+    FIGURES["first_run_s"] = round(time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
     return inventory
 
@@ -468,9 +491,19 @@ def wait_for(what: str, check, timeout: float, interval: float = 2) -> float:
         time.sleep(interval)
 
 
-def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(lab, first_run):
+def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(
+    lab, first_run, certs_root
+):
+    """Server 3 (an etcd member, a Sentinel, the web tier, the syslog host) loses power under
+    SMTP load on both mail hosts: etcd takes writes, a webmail login works through server 1's
+    proxy, mail goes on being accepted, and the returning member catches up by itself; every
+    accepted mail is on both Dovecot members afterwards."""
     lost = lab.servers[2]
+    load = SmtpLoad(lab.servers[:2], f"e2e-load3-{int(time.time())}")
+    load.start()
+    wait_for("the first mails of the load to be accepted", lambda: len(load.acked) >= 4, 60)
     etc = emulated.power_off(lost)
+    lost_at = time.monotonic()
     try:
         # The first write may wait for a new raft leader when etcd3 led.
         seconds = wait_for(
@@ -478,16 +511,38 @@ def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(lab, f
             lambda: etcdctl(lab, "etcd1", "put /psn/e2e/while-down yes") == "OK",
             30,
         )
-        print(f"\netcd took writes {seconds:.0f}s after {lost.name} lost power")
+        measured(
+            "etcd_writes_back_s",
+            round(seconds),
+            f"\netcd took writes {seconds:.0f}s after {lost.name} lost power",
+        )
+        webmail_back = time.monotonic() - lost_at
+        webmail_back += wait_for_webmail(first_run, certs_root, lab.servers[0], WEBMAIL_BACK)
+        print(f"webmail login through {lab.servers[0].name} {webmail_back:.1f}s after the loss")
+        assert webmail_back <= WEBMAIL_BACK
         assert etcdctl(lab, "etcd2", "get --print-value-only /psn/e2e/while-down") == "yes"
+    except BaseException:
+        load.finish()
+        raise
     finally:
         emulated.power_on(lost, etc, lab.state_dir)
+    powered_on = time.monotonic()
+    load.finish()
+    accepted = [t for _, t, _ in load.acked if lost_at < t < powered_on]
+    assert accepted, f"no mail accepted while {lost.name} was off"
+    print(f"{len(accepted)} mails accepted while {lost.name} was off")
+    assert accepted[0] - lost_at <= MAIL_BACK
+    assert_every_acked_mail_on_both_members(lab, certs_root, first_run, load, powered_on)
     seconds = wait_for(
         f"psn-etcd_etcd3 on {lost.name} to serve the write made while it was down",
         lambda: etcdctl_quiet(lab, "etcd3", "get --print-value-only /psn/e2e/while-down") == "yes",
         RECOVERY_TIMEOUT,
     )
-    print(f"etcd3 caught up {seconds:.0f}s after {lost.name} was powered on again")
+    measured(
+        "etcd_caught_up_s",
+        round(seconds),
+        f"etcd3 caught up {seconds:.0f}s after {lost.name} was powered on again",
+    )
     seconds = wait_for(
         "all three members to answer healthy over the overlay network",
         lambda: (
@@ -976,11 +1031,19 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
             max(PG_WRITES_BACK, REDIS_WRITES_BACK) + 60,
         )
         print(f"\nwrites back after the primaries' server lost power: {back}")
+        FIGURES["pg_writes_back_s"], FIGURES["redis_writes_back_s"] = (
+            back["PostgreSQL"],
+            back["Redis"],
+        )
         assert back["PostgreSQL"] <= PG_WRITES_BACK
         assert back["Redis"] <= REDIS_WRITES_BACK
         webmail_back = time.monotonic() - lost_at
         webmail_back += wait_for_webmail(first_run, certs_root, survivor, WEBMAIL_BACK + 60)
-        print(f"webmail login through {survivor.name} {webmail_back:.1f}s after the loss")
+        measured(
+            "webmail_back_s",
+            round(webmail_back, 1),
+            f"webmail login through {survivor.name} {webmail_back:.1f}s after the loss",
+        )
         assert webmail_back <= WEBMAIL_BACK
         for i in range(52, 101):
             assert psql(lab, survivor, f"INSERT INTO acked VALUES ({i})") == (0, ""), i
@@ -1015,7 +1078,11 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
     accepted_on_survivor = [t for _, t, name in load.acked if name == survivor.name and t > lost_at]
     assert accepted_on_survivor, f"{survivor.name} accepted no mail after {lost.name} lost power"
     mail_back = accepted_on_survivor[0] - lost_at
-    print(f"mail accepted on {survivor.name} {mail_back:.1f}s after {lost.name} lost power")
+    measured(
+        "mail_back_s",
+        round(mail_back, 1),
+        f"mail accepted on {survivor.name} {mail_back:.1f}s after {lost.name} lost power",
+    )
     assert mail_back <= MAIL_BACK
     assert psql(lab, survivor, "SELECT count(*), min(id), max(id) FROM acked") == (0, "100|1|100")
     seconds = wait_for(
@@ -1026,7 +1093,11 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         ),
         RECOVERY_TIMEOUT,
     )
-    print(f"{redis_lost} replicating again {seconds:.0f}s after power-on")
+    measured(
+        "redis_replica_s",
+        round(seconds),
+        f"{redis_lost} replicating again {seconds:.0f}s after power-on",
+    )
 
     def rejoined() -> bool:
         try:
@@ -1038,7 +1109,11 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         ].get("state") in ("running", "streaming")
 
     seconds = wait_for(f"{leader} on {lost.name} to return as a replica", rejoined, 180)
-    print(f"{leader} streaming again as a replica {seconds:.0f}s after power-on")
+    measured(
+        "pg_replica_s",
+        round(seconds),
+        f"{leader} streaming again as a replica {seconds:.0f}s after power-on",
+    )
 
     def caught_up() -> bool:
         try:
@@ -1047,7 +1122,9 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
             return False  # its container is not running yet
 
     seconds = wait_for(f"{ldap_lost} to receive the entry added while it was down", caught_up, 180)
-    print(f"{ldap_lost} caught up {seconds:.0f}s after power-on")
+    measured(
+        "ldap_caught_up_s", round(seconds), f"{ldap_lost} caught up {seconds:.0f}s after power-on"
+    )
     # The load goes on until the returning Dovecot takes deliveries again (after its catch-up).
     time.sleep(max(0.0, LOAD_AFTER_POWER_ON - (time.monotonic() - powered_on)))
     load.finish()
@@ -1062,7 +1139,11 @@ def assert_every_acked_mail_on_both_members(
     password = admin_password(inventory)
     acked = {mid for mid, _, _ in load.acked}
     before = {mid for mid, when, _ in load.acked if when < powered_on}
-    print(f"SMTP load: {len(acked)} mails accepted, {len(load.failed)} attempts failed")
+    measured(
+        "mails_accepted",
+        len(acked),
+        f"SMTP load: {len(acked)} mails accepted, {len(load.failed)} attempts failed",
+    )
     found: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
 
@@ -1092,6 +1173,7 @@ def assert_every_acked_mail_on_both_members(
     twice = {}
     for name, ids in found.items():
         twice[name] = sorted({mid for mid in ids if ids.count(mid) > 1})
+        FIGURES["mails_twice"] = max(FIGURES.get("mails_twice", 0), len(twice[name]))
         after = [mid for mid in twice[name] if mid not in before]
         print(
             f"{name}: {len(twice[name])} of {len(acked)} accepted mails there twice"
@@ -1116,7 +1198,10 @@ def test_a_run_after_the_server_came_back_restarts_nothing(
     lab, first_run, certs_root, workdir, archive
 ):
     before = service_updates(lab)
+    started = time.monotonic()
     res = run(first_run, certs_root, workdir / "run-after-drills", archive)
+    print_summary("run after the drills", res, time.monotonic() - started)
+    FIGURES["rerun_s"] = round(time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Services changed" not in res.stderr, res.stderr
     assert service_updates(lab) == before
@@ -1170,6 +1255,7 @@ def test_a_new_server_in_place_of_a_dead_one_takes_its_place_everywhere(
     started = time.monotonic()
     res = run(first_run, certs_root, workdir / "run-replaced", archive)
     print_summary("run with the new server", res, time.monotonic() - started)
+    FIGURES["replacement_run_s"] = round(time.monotonic() - started)
     assert res.returncode == 0, res.stdout + res.stderr
     nodes = swarm_nodes(lab)
     assert nodes == [(s.name, "manager", "ready", "reachable") for s in lab.servers], nodes

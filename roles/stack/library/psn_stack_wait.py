@@ -16,7 +16,9 @@ description:
     service has as many running tasks of its current spec as it wants replicas (a task with a
     healthcheck counts as running only once healthy) and no update is in progress.
   - Fails at once when an update paused or rolled back, or when new tasks of a service failed
-    I(max_failures) times since its last update; fails after I(timeout) seconds otherwise.
+    I(max_failures) times since its last update (and since the wait began: failures of an
+    earlier moment, such as a new server's tasks placed before its files existed, do not
+    count); fails after I(timeout) seconds otherwise.
   - On failure returns the failing service's C(docker service ps --no-trunc) and its last
     I(log_lines) log lines. Never changes anything.
 options:
@@ -106,9 +108,14 @@ def desired_replicas(module: AnsibleModule, spec: dict, tasks: list) -> int:
 
 
 def check(
-    module: AnsibleModule, name: str, services: dict, tasks_by_service: dict
+    module: AnsibleModule, name: str, services: dict, tasks_by_service: dict, started: str = ""
 ) -> tuple[str, str, str]:
-    """(status, message, replicas) with status ready | waiting | failed."""
+    """(status, message, replicas) with status ready | waiting | failed.
+
+    Failed tasks count from the service's last update or from `started` (UTC, the wait's
+    start), whichever is later: a task that failed before this run made its files (a new server
+    in place of a dead one, scheduled as soon as it joined) is history, not a crash loop.
+    """
     service = services.get(name)
     if service is None:
         return "failed", f"service {name} does not exist", "0/0"
@@ -116,7 +123,7 @@ def check(
     tasks = tasks_by_service.get(service["ID"], [])
     want = desired_replicas(module, spec, tasks)
     template = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
-    since = service.get("UpdatedAt") or service.get("CreatedAt") or ""
+    since = max((service.get("UpdatedAt") or service.get("CreatedAt") or "")[:19], started[:19])
     current = [
         t
         for t in tasks
@@ -136,7 +143,7 @@ def check(
     failures = [
         t
         for t in current
-        if t.get("Status", {}).get("State") in TASK_FAILED and t.get("CreatedAt", "") >= since
+        if t.get("Status", {}).get("State") in TASK_FAILED and t.get("CreatedAt", "")[:19] >= since
     ]
     if len(failures) >= module.params["max_failures"]:
         last = failures[-1].get("Status", {})
@@ -169,6 +176,7 @@ def main() -> None:
     )
     params = module.params
     deadline = time.monotonic() + params["timeout"]
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     state: dict[str, str] = {}
     while True:
         pending = None
@@ -180,7 +188,7 @@ def main() -> None:
             if services is None:
                 status, message, replicas = "waiting", f"{name}: {error}", "?"
             else:
-                status, message, replicas = check(module, name, services, tasks)
+                status, message, replicas = check(module, name, services, tasks, started)
             state[name] = replicas
             if status != "ready" and pending is None:
                 pending = (status, message, name)

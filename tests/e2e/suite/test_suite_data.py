@@ -136,8 +136,8 @@ def test_syslog_writes_the_log_tree(lab, first_run):
 
 def test_every_task_log_reaches_the_syslog_host(lab, first_run):
     """The relay ships the log lines of the server's Swarm tasks to syslog-ng: one file per
-    server and service, each line at the time the engine took it; the logging services' own
-    lines stay out (they would come back round)."""
+    server and service, each line at the time the engine took it and with its container's ID
+    in place of a PID; the logging services' own lines stay out (they would come back round)."""
     [server] = lab.servers
     host = lab.ssh(server, "hostname").strip()
     container = task_container(lab, "psn-redis_redis")
@@ -153,6 +153,7 @@ def test_every_task_log_reaches_the_syslog_host(lab, first_run):
     assert line in found, f"{shipped} has no line {line!r} of the engine's log: {found[-500:]}"
     entry = next(e for e in found.splitlines() if line in e)
     assert entry.startswith(stamp[:19]), (entry, stamp)  # the engine's time, to the second
+    assert f" psn-redis_redis[{container[:12]}]: " in entry, entry
     files = lab.ssh(server, f"ls /opt/poseidon/logs/{host}/").split()
     assert not [f for f in files if f.startswith("psn-syslog_ng_")], files
 
