@@ -11,12 +11,18 @@ conf_value() {
     sed -n "s/^$1: *//p" "$conf" | head -n 1
 }
 
-# A member of a cluster that starts with an empty data directory while the other members answer
-# is a replacement (a new server, a lost volume): the cluster still lists the old member, which
-# a start with `initial-cluster-state: new` cannot take over ("member has already been
-# bootstrapped"). It is removed and added again, and this member joins with `existing`. On a
-# first deployment no member answers yet (or this one is listed but never started): the
-# configuration is used as it is.
+# The value of an indented key (peer-transport-security's files).
+conf_nested() {
+    sed -n "s/^ \{1,\}$1: *//p" "$conf" | head -n 1
+}
+
+# A member of a cluster that starts with an empty data directory while the other members know
+# it as started is a replacement (a new server, a lost volume): a start with
+# `initial-cluster-state: new` cannot take its place ("member has already been bootstrapped").
+# It is removed and added again, and this member joins with `existing`. The others are asked
+# on their peer URLs (the servers' addresses: they answer before the overlay network works on a
+# server that just joined the swarm); on a first deployment none answers yet, or they list this
+# member as never started: the configuration is used as it is.
 rejoin_config() {
     data_dir=$(conf_value data-dir)
     name=$(conf_value name)
@@ -27,27 +33,34 @@ rejoin_config() {
         rm -f "$marker"
         return 0
     fi
-    endpoints=$(conf_value initial-cluster | tr ',' '\n' | sed 's/=.*//' | grep -vx "$name" \
-        | sed "s|.*|http://&:$client_port|" | paste -sd, -)
     if [ ! -f "$marker" ]; then
-        members=$(etcdctl --endpoints="$endpoints" --command-timeout=5s member list 2>/dev/null) \
-            || return 0
-        # "<id>, <status>, <name>, <peer URLs>, <client URLs>, <is learner>": a member that
-        # never ran has no client URLs (etcd 3.4 lists it as started, with its name).
-        mine=$(printf '%s\n' "$members" | awk -F', ' -v url="$peer_url" '$4 == url')
-        if [ -n "$mine" ] && [ -z "$(printf '%s\n' "$mine" | awk -F', ' '{ print $5 }')" ]; then
-            return 0
+        others=$(conf_value initial-cluster | tr ',' '\n' | grep -v "^$name=")
+        set -- --max-time 5 -fsS
+        if [ -n "$(conf_nested cert-file)" ]; then
+            set -- "$@" --cacert "$(conf_nested trusted-ca-file)" \
+                --cert "$(conf_nested cert-file)" --key "$(conf_nested key-file)"
         fi
-        if [ -n "$mine" ]; then
-            echo "psn-etcd: $name has no data but the cluster knows it: replacing the member" >&2
-            etcdctl --endpoints="$endpoints" --command-timeout=5s member remove "${mine%%,*}" >&2
-        fi
-        # A leader refuses a change of members for a few seconds after the last one.
+        known=""
+        for url in $(printf '%s\n' "$others" | sed 's/^[^=]*=//'); do
+            known=$(curl "$@" "$url/members" 2>/dev/null) && break
+        done
+        # One JSON object per member: is this one listed as having run (with client URLs)?
+        printf '%s\n' "$known" | sed 's/},{/}\n{/g' | grep -F "\"$peer_url\"" \
+            | grep -q '"clientURLs"' || return 0
+        echo "psn-etcd: $name has no data but the cluster knows it: replacing the member" >&2
+        endpoints=$(printf '%s\n' "$others" | sed "s|=.*|:$client_port|; s|^|http://|" \
+            | paste -sd, -)
+        # Over the overlay network, which may need a moment on a server that just joined; a
+        # leader also refuses a change of members for a few seconds after the last one.
         tries=0
-        until added=$(etcdctl --endpoints="$endpoints" --command-timeout=5s \
-            member add "$name" --peer-urls="$peer_url"); do
+        until mine=$(etcdctl --endpoints="$endpoints" --command-timeout=5s member list \
+            | awk -F', ' -v url="$peer_url" '$4 == url { print $1 }') \
+            && { [ -z "$mine" ] || etcdctl --endpoints="$endpoints" --command-timeout=5s \
+                member remove "$mine" >&2; } \
+            && added=$(etcdctl --endpoints="$endpoints" --command-timeout=5s \
+                member add "$name" --peer-urls="$peer_url"); do
             tries=$((tries + 1))
-            [ "$tries" -lt 10 ] || exit 1
+            [ "$tries" -lt 40 ] || exit 1
             sleep 3
         done
         printf '%s\n' "$added" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' >"$marker"
