@@ -553,6 +553,21 @@ def test_writes_go_on_when_a_server_loses_power_and_its_member_catches_up(
     )
     print(f"all three members healthy over the overlay {seconds:.0f}s later")
 
+    def sentinel_sees_the_primary() -> bool:
+        try:
+            lines = sentinel(lab, lost, "master", "psn")
+        except AssertionError:
+            return False  # its container is not running yet
+        return dict(zip(lines[::2], lines[1::2], strict=False)).get("flags") == "master"
+
+    # Right after the boot it may still find the primary unreachable over the overlay.
+    seconds = wait_for(
+        f"the Sentinel on {lost.name} to see the Redis primary up",
+        sentinel_sees_the_primary,
+        RECOVERY_TIMEOUT,
+    )
+    print(f"the Sentinel on {lost.name} sees the primary up {seconds:.0f}s later")
+
 
 def patroni_cluster(lab, server) -> dict[str, dict]:
     """Patroni's /cluster as seen by the member on `server`: member name -> its entry."""
