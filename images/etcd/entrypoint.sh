@@ -35,18 +35,28 @@ rejoin_config() {
     fi
     if [ ! -f "$marker" ]; then
         others=$(conf_value initial-cluster | tr ',' '\n' | grep -v "^$name=")
-        set -- --max-time 5 -fsS
+        # HTTP/1.1: the peer port serves etcd's gRPC on HTTP/2, which has no /members.
+        set -- --http1.1 --max-time 5 -fsS
         if [ -n "$(conf_nested cert-file)" ]; then
             set -- "$@" --cacert "$(conf_nested trusted-ca-file)" \
                 --cert "$(conf_nested cert-file)" --key "$(conf_nested key-file)"
         fi
         known=""
         for url in $(printf '%s\n' "$others" | sed 's/^[^=]*=//'); do
-            known=$(curl "$@" "$url/members" 2>/dev/null) && break
+            known=$(curl "$@" "$url/members" 2>&1) && break
+            echo "psn-etcd: $url/members: $known" >&2
+            known=""
         done
+        if [ -z "$known" ]; then
+            echo "psn-etcd: no other member answers: $name starts as configured" >&2
+            return 0
+        fi
         # One JSON object per member: is this one listed as having run (with client URLs)?
-        printf '%s\n' "$known" | sed 's/},{/}\n{/g' | grep -F "\"$peer_url\"" \
-            | grep -q '"clientURLs"' || return 0
+        if ! printf '%s\n' "$known" | sed 's/},{/}\n{/g' | grep -F "\"$peer_url\"" \
+            | grep -q '"clientURLs"'; then
+            echo "psn-etcd: $name has not run in the others' cluster yet: starts as configured" >&2
+            return 0
+        fi
         echo "psn-etcd: $name has no data but the cluster knows it: replacing the member" >&2
         endpoints=$(printf '%s\n' "$others" | sed "s|=.*|:$client_port|; s|^|http://|" \
             | paste -sd, -)
