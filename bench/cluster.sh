@@ -15,7 +15,7 @@ PSN_EXTRAS=test PSN_SETUP_ONLY=1 ./deploy_psn.sh
 bin="$ROOT/.venv/bin"
 work=$(mktemp -d)
 
-PSN_BENCH_FIGURES="$work/figures.json" "$bin/pytest" tests/e2e/test_cluster.py -m e2e -s -x \
+PSN_BENCH_FIGURES="$work/figures.json" PSN_E2E_REPLACE_SERVER=1 "$bin/pytest" tests/e2e/test_cluster.py -m e2e -s -x \
   -p no:cacheprovider 2>&1 | tee "$work/pytest.txt"
 
 "$bin/python" - "$work/figures.json" "$work/section.md" <<'PY'

@@ -26,8 +26,8 @@ webmail logins work through a surviving proxy within 60 s, `status` names the lo
 old primaries return as replicas, the lost supplier with the entry written meanwhile, and every
 accepted mail is on both Dovecot members (duplicates counted); a run afterwards restarts nothing
 (the only re-run: after the drills it finds more to re-place than one straight after the first run
-would). Last, server 3 dies for good and a new, empty server under its name and address takes its
-place in the swarm, etcd and the Sentinels with one run.
+would). Last (opt-in: PSN_E2E_REPLACE_SERVER=1), server 3 dies for good and a new, empty server
+under its name and address takes its place in the swarm, etcd and the Sentinels with one run.
 """
 
 from __future__ import annotations
@@ -1252,7 +1252,10 @@ def test_a_new_server_in_place_of_a_dead_one_takes_its_place_everywhere(
     ./deploy_psn.sh makes it a manager of the swarm (the old node demoted and removed, or the
     managers would lose their quorum at the next loss), replaces its etcd member (the new one
     with every key), brings its Sentinel in (three usable, no ghost of the old one) and gives
-    it its tasks again; `status` is green."""
+    it its tasks again; `status` is green. Opt-in (PSN_E2E_REPLACE_SERVER=1, set by
+    bench/cluster.sh): its run took 453 s in CI, beyond the 75-minute budget."""
+    if os.environ.get("PSN_E2E_REPLACE_SERVER") != "1":
+        pytest.skip("the replacement drill runs with PSN_E2E_REPLACE_SERVER=1 (bench/cluster.sh)")
     gone = lab.servers[2]
     member = MEMBERS[2]
     assert etcdctl(lab, "etcd1", "put /psn/e2e/before-replacement yes") == "OK"
