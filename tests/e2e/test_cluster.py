@@ -998,7 +998,7 @@ class SmtpLoad:
     def __init__(self, servers, prefix: str, senders: int = 2, interval: float = 0.3) -> None:
         self.servers, self.prefix, self.interval = servers, prefix, interval
         self.acked: list[tuple[str, float, str]] = []  # Message-ID, when, server name
-        self.failed: list[tuple[str, float, str]] = []
+        self.failed: list[tuple[str, float, str, str]] = []  # ... and why
         self.halt = threading.Event()
         self.senders = [
             threading.Thread(target=self._send, args=(n,), daemon=True) for n in range(senders)
@@ -1016,8 +1016,9 @@ class SmtpLoad:
             message_id = f"<{self.prefix}-{sender}-{sent}@sender.test>"
             try:
                 send_mail(server, message_id, f"e2e load {sender}-{sent}", timeout=15)
-            except (OSError, smtplib.SMTPException, AssertionError):
-                self.failed.append((message_id, time.monotonic(), server.name))
+            except (OSError, smtplib.SMTPException, AssertionError) as exc:
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                self.failed.append((message_id, time.monotonic(), server.name, why))
             else:
                 self.acked.append((message_id, time.monotonic(), server.name))
             self.halt.wait(self.interval)
@@ -1150,7 +1151,10 @@ def test_writes_come_back_within_30_s_when_the_primary_loses_power(
         emulated.power_on(lost, etc, lab.state_dir)
     powered_on = time.monotonic()
     accepted_on_survivor = [t for _, t, name in load.acked if name == survivor.name and t > lost_at]
-    assert accepted_on_survivor, f"{survivor.name} accepted no mail after {lost.name} lost power"
+    refused = [why for _, t, name, why in load.failed if name == survivor.name and t > lost_at]
+    assert accepted_on_survivor, (
+        f"{survivor.name} accepted no mail after {lost.name} lost power; its answers: {refused[:5]}"
+    )
     mail_back = accepted_on_survivor[0] - lost_at
     measured(
         "mail_back_s",
