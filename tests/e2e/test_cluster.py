@@ -816,7 +816,7 @@ def dsync_copies(lab, server, message_id: str) -> list[str]:
     """Per copy of `message_id` in the INBOX of the Dovecot on `server`: its UID, GUID, save
     date and flags (two copies with one GUID were saved twice, two GUIDs were not recognised as
     one mail)."""
-    member = f"dovecot{lab.servers.index(server) + 1}"
+    member = DOVECOT_MEMBERS[lab.servers.index(server)]
     command = (
         f"doveadm fetch -u admin@{DOMAIN} 'uid guid date.saved flags' mailbox INBOX"
         f" header Message-ID {shlex.quote(message_id)}"
@@ -1229,14 +1229,11 @@ def assert_one_member_takes_deliveries(lab, returned, other, prefix: str) -> Non
     none once the first opened LMTP after its catch-up (after a 2 s grace for those under way);
     when the second is back, it took none at all. Deliveries into one mailbox on both members
     at once have dsync merge UIDs given on both."""
-    back, on = (f"psn-mail_dovecot{lab.servers.index(s) + 1}" for s in (returned, other))
+    back, on = (f"psn-mail_{DOVECOT_MEMBERS[lab.servers.index(s)]}" for s in (returned, other))
+    logs = {back: container_log(lab, returned, back), on: container_log(lab, other, on)}
     took = {
-        member: [
-            (at, line)
-            for at, line in container_log(lab, server, member)
-            if "saved mail to" in line and f"<{prefix}" in line
-        ]
-        for server, member in ((returned, back), (other, on))
+        member: [(at, line) for at, line in log if "saved mail to" in line and f"<{prefix}" in line]
+        for member, log in logs.items()
     }
     # The member that stayed up took deliveries: else its log went unread.
     assert took[on], f"no delivery of the load in the log of {on}"
@@ -1248,7 +1245,7 @@ def assert_one_member_takes_deliveries(lab, returned, other, prefix: str) -> Non
         )
         assert not took[back], took[back][:5]
         return
-    opened = [at for at, line in container_log(lab, returned, back) if "LMTP open:" in line]
+    opened = [at for at, line in logs[back] if "LMTP open:" in line]
     assert opened, f"{back} on {returned.name} logged no 'LMTP open' after its power-on"
     late = [
         f"{at:%H:%M:%S.%f} {line}"
